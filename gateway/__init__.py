@@ -1,0 +1,3 @@
+"""Social prescribing interoperability gateway."""
+
+__version__ = "0.1.0"

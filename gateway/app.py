@@ -1,0 +1,72 @@
+"""The Flask application factory; errors become OperationOutcomes here, in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from gateway.channels import fhir, records, service
+from gateway.channels.http import fhir_response
+from gateway.config import load_config
+from gateway.errors import GatewayError
+from gateway.fhir.outcome import from_error, issue, operation_outcome
+from gateway.mapping.engine import load_mappings
+from gateway.referral import ReferralIntake
+from gateway.store.database import Database
+from gateway.store.keys import KeyRing
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the gateway: check every mapping (a bad one stops start-up), open the store."""
+    app = Flask(__name__)
+    app.config.from_mapping(load_config(config))
+    # The FHIR channels read the body themselves, within MAX_BODY_BYTES.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    mappings = load_mappings(Path(app.config["MAPPINGS_DIR"]))
+    db = Database(app.config["DATABASE_URL"])
+    app.extensions["gateway.db"] = db
+    app.extensions["gateway.mappings"] = mappings
+    app.extensions["gateway.keys"] = KeyRing(db)
+    app.extensions["gateway.intake"] = ReferralIntake(db, mappings)
+    for blueprint in (fhir.bp, records.bp, service.bp):
+        app.register_blueprint(blueprint)
+    _register_errors(app)
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    """Translate domain errors, HTTP errors and faults into OperationOutcomes."""
+
+    @app.errorhandler(GatewayError)
+    def domain_error(error: GatewayError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if error.status == 413:
+            headers["Connection"] = "close"
+        return fhir_response(from_error(error), error.status, headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "processing")
+        outcome = operation_outcome([issue("error", code, error.description or error.name)])
+        return fhir_response(outcome, status)
+
+    @app.errorhandler(Exception)
+    def fault(error: Exception) -> Response:
+        log.exception("unhandled fault")
+        outcome = operation_outcome(
+            [issue("fatal", "exception", "internal error; nothing was acknowledged")]
+        )
+        return fhir_response(outcome, 500)

@@ -1,0 +1,43 @@
+"""Helpers shared by the HTTP channels: bounded body reading and FHIR JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Response, current_app, request
+
+from gateway.errors import PayloadTooLarge
+from gateway.store.messages import KEPT_PREFIX
+
+FHIR_JSON = "application/fhir+json"
+
+
+def read_body() -> tuple[bytes, bool]:
+    """The request body, read up to the configured limit: (bytes, over_limit).
+
+    Over the limit, only the first KEPT_PREFIX bytes are returned (to keep as evidence).
+    """
+    limit = int(current_app.config["MAX_BODY_BYTES"])
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return request.stream.read(KEPT_PREFIX), True
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        return body[:KEPT_PREFIX], True
+    return body, False
+
+
+def too_large() -> PayloadTooLarge:
+    """The error for a body over the limit."""
+    limit = int(current_app.config["MAX_BODY_BYTES"])
+    return PayloadTooLarge(f"the body is over the {limit}-byte limit")
+
+
+def fhir_response(
+    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A FHIR JSON response."""
+    return Response(
+        orjson.dumps(resource), status=status, mimetype=FHIR_JSON, headers=headers or {}
+    )

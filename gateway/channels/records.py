@@ -1,0 +1,50 @@
+"""The pull API for link-worker platforms: one record, or the feed of record versions."""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+
+from gateway.auth import authenticate
+from gateway.errors import InvalidMessage
+from gateway.store.database import Database
+from gateway.store.referrals import get_record as load_record
+from gateway.store.referrals import records_since
+
+bp = Blueprint("records", __name__, url_prefix="/records")
+
+
+def _db() -> Database:
+    return current_app.extensions["gateway.db"]  # type: ignore[no-any-return]
+
+
+def _json(body: object) -> Response:
+    return Response(orjson.dumps(body), mimetype="application/json")
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within bounds, else a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidMessage(f"{name} must be a whole number from {low} to {high}", expression=name)
+    return int(raw)
+
+
+@bp.get("/<record_id>")
+def get_record(record_id: str) -> Response:
+    """The current version of a record (or ?version=N)."""
+    authenticate("platform")
+    version = _int_arg("version", 0, 1, 1_000_000) or None
+    return _json(load_record(_db(), record_id, version))
+
+
+@bp.get("")
+def feed() -> Response:
+    """Record versions after ``since`` in commit order: poll with the returned next cursor."""
+    authenticate("platform")
+    since = _int_arg("since", 0, 0, 2**62)
+    limit = _int_arg("limit", 100, 1, int(current_app.config["MAX_PAGE"]))
+    items, cursor = records_since(_db(), since, limit)
+    return _json({"items": items, "next": str(cursor), "more": len(items) == limit})

@@ -1,0 +1,152 @@
+"""The ``gateway`` command line: serve, translate, check-mappings, db, keys."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.config import ROOT, load_config
+from gateway.errors import MappingError
+from gateway.golden import compare, fixtures, render, translate_file
+from gateway.mapping.engine import Mapping, load_mappings
+from gateway.store import keys as key_store
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
+
+
+def _mappings(directory: str | None) -> dict[str, Mapping]:
+    """Every source mapping, or exit naming the bad file and line."""
+    try:
+        return load_mappings(Path(directory or load_config()["MAPPINGS_DIR"]))
+    except MappingError as exc:
+        raise click.ClickException(f"mapping error: {exc}") from None
+
+
+def _db() -> Database:
+    return Database(load_config()["DATABASE_URL"])
+
+
+@click.group()
+def main() -> None:
+    """Social prescribing interoperability gateway."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8080).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 2).")
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
+def serve(host: str | None, port: int | None, workers: int | None, no_migrate: bool) -> None:
+    """Run the gateway under gunicorn (migrating the store first)."""
+    from gateway.server import run
+
+    config = load_config()
+    _mappings(config["MAPPINGS_DIR"])  # fail fast, before any worker starts
+    if not no_migrate:
+        upgrade(Database(config["DATABASE_URL"]))
+    run(
+        host or config["HOST"],
+        port or config["PORT"],
+        workers or config["WORKERS"],
+        config["THREADS"],
+    )
+
+
+@main.command()
+@click.option("--source", required=True, help="Source system (a folder under mappings/).")
+@click.option("--mappings", "mappings_dir", default=None, help="Mappings folder.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def translate(source: str, mappings_dir: str | None, file: Path) -> None:
+    """Print the record FILE gives (or the OperationOutcome, exit 1), without a server."""
+    mappings = _mappings(mappings_dir)
+    if source not in mappings:
+        raise click.ClickException(f"no mapping for source {source!r}: {sorted(mappings)}")
+    kind, document = translate_file(mappings, source, file)
+    click.echo(render(document), nl=False)
+    if kind == "outcome":
+        sys.exit(1)
+
+
+@main.command("check-mappings")
+@click.option("--mappings", "mappings_dir", default=None, help="Mappings folder.")
+@click.option("--fixtures", "fixtures_dir", default=str(ROOT / "fixtures"), help="Fixtures folder.")
+@click.option("--update", is_flag=True, help="Rewrite golden files from the current output.")
+def check_mappings(mappings_dir: str | None, fixtures_dir: str, update: bool) -> None:
+    """Validate every mapping and run every fixture against its golden file."""
+    mappings = _mappings(mappings_dir)
+    click.echo(f"{len(mappings)} source mappings valid: {', '.join(sorted(mappings))}")
+    passed = failed = 0
+    for fixture in fixtures(Path(fixtures_dir)):
+        if fixture.source not in mappings:
+            click.echo(f"FAIL {fixture.source}/{fixture.path.name}: no mapping for this folder")
+            failed += 1
+            continue
+        problem = compare(mappings, fixture, update=update)
+        if problem is None:
+            passed += 1
+        else:
+            failed += 1
+            click.echo(f"FAIL {fixture.source}/{fixture.path.name}: {problem}")
+    click.echo(f"{passed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    upgrade(_db(), revision)
+    click.echo("database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys for source systems and link-worker platforms."""
+
+
+@keys.command("create")
+@click.option("--source", default=None, help="A source system (a mappings/ folder).")
+@click.option("--platform", default=None, help="A link-worker platform name.")
+@click.option("--label", default=None, help="A note to recognise the key by.")
+def keys_create(source: str | None, platform: str | None, label: str | None) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    if bool(source) == bool(platform):
+        raise click.UsageError("give exactly one of --source or --platform")
+    if source and source not in _mappings(None):
+        raise click.ClickException(f"no mapping for source {source!r}")
+    kind, name = ("source", source) if source else ("platform", platform)
+    database = _db()
+    upgrade(database)
+    click.echo(key_store.create_key(database, kind, str(name), label))
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (owners and dates, never the keys)."""
+    for row in key_store.list_keys(_db()):
+        click.echo(" ".join(f"{k}={v}" for k, v in row.items() if v is not None))
+
+
+@keys.command("revoke")
+@click.option("--source", default=None)
+@click.option("--platform", default=None)
+def keys_revoke(source: str | None, platform: str | None) -> None:
+    """Revoke every key of a source or platform."""
+    if bool(source) == bool(platform):
+        raise click.UsageError("give exactly one of --source or --platform")
+    kind, name = ("source", source) if source else ("platform", platform)
+    click.echo(f"revoked {key_store.revoke_keys(_db(), kind, str(name))} key(s)")
+
+
+def run_cli(argv: list[str] | None = None) -> Any:
+    """Entry point for tests: run the CLI with ``argv`` in-process."""
+    return main.main(args=argv, standalone_mode=False)

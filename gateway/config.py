@@ -1,0 +1,38 @@
+"""Configuration: defaults, overridden by GATEWAY_* environment variables or a mapping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    # Store: an SQLite file by default; any SQLAlchemy URL (postgresql+psycopg://...) works.
+    "DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'gateway.db'}",
+    # Source mappings: one folder per source system.
+    "MAPPINGS_DIR": str(ROOT / "mappings"),
+    # Largest request body accepted, in bytes (5 MiB).
+    "MAX_BODY_BYTES": 5 * 1024 * 1024,
+    # Largest page a platform may ask of GET /records.
+    "MAX_PAGE": 500,
+    "HOST": "127.0.0.1",
+    "PORT": 8080,
+    "WORKERS": 2,
+    "THREADS": 4,
+    "LOG_LEVEL": "INFO",
+}
+_INTS = {"MAX_BODY_BYTES", "MAX_PAGE", "PORT", "WORKERS", "THREADS"}
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then GATEWAY_<NAME> environment variables, then ``overrides``."""
+    config = dict(DEFAULTS)
+    for name in DEFAULTS:
+        raw = os.environ.get(f"GATEWAY_{name}")
+        if raw is not None:
+            config[name] = int(raw) if name in _INTS else raw
+    config.update(overrides or {})
+    return config

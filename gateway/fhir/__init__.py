@@ -1,0 +1,1 @@
+"""FHIR body decoding, XML conversion and structural checks."""

@@ -1,0 +1,106 @@
+"""Decoding of an untrusted HTTP body into a FHIR JSON-shaped dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.errors import InvalidMessage, PayloadTooLarge, UnsupportedMediaType
+from gateway.fhir.xml import parse_fhir_xml
+
+JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
+XML_MEDIA_TYPES = frozenset({"application/fhir+xml", "application/xml", "text/xml"})
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode_body(
+    raw: bytes, content_type: str | None, *, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """Decode a FHIR JSON or XML body into a dict whose top level has a string resourceType."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise PayloadTooLarge(f"The body is {len(raw)} bytes; the limit is {max_bytes}")
+    media_type = media_type_of(content_type)
+    if media_type is None:
+        probe = raw.removeprefix(_BOM).lstrip()
+        if not probe:
+            raise InvalidMessage("The body is empty")
+        is_xml = probe[:1] == b"<"
+    elif media_type in JSON_MEDIA_TYPES:
+        is_xml = False
+    else:
+        is_xml = True
+    resource = parse_fhir_xml(raw) if is_xml else _parse_json(raw)
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        raise InvalidMessage(
+            "The resource must have a string 'resourceType'", expression="resourceType"
+        )
+    return resource
+
+
+def media_type_of(content_type: str | None) -> str | None:
+    """Return the accepted media type named by a Content-Type header, or None if it is absent."""
+    if content_type is None or not content_type.strip():
+        return None
+    head, *params = content_type.split(";")
+    media_type = head.strip().lower()
+    if media_type not in JSON_MEDIA_TYPES and media_type not in XML_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type '{media_type}' is not supported; send application/fhir+json "
+            "or application/fhir+xml"
+        )
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').strip().lower()
+            if charset not in _UTF8_NAMES:
+                raise UnsupportedMediaType(
+                    f"Charset '{charset}' is not supported; FHIR bodies must be UTF-8"
+                )
+    return media_type
+
+
+def _parse_json(raw: bytes) -> dict[str, Any]:
+    """Parse a JSON body with orjson and require a top-level object."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _json_error(raw, exc) from None
+    except RecursionError:  # orjson has its own depth limit; this is belt and braces
+        raise InvalidMessage("The JSON body is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise InvalidMessage(
+            f"The body must be a JSON object holding a resource, not a JSON {_json_kind(value)}",
+            expression="resourceType",
+        )
+    return value
+
+
+def _json_error(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidMessage:
+    """Explain an orjson failure: bad UTF-8 (with byte offset), too deep, or malformed JSON."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return InvalidMessage(f"The body is not valid UTF-8 (invalid byte at offset {bad.start})")
+    if "depth" in exc.msg or "recursion" in exc.msg.lower():
+        return InvalidMessage(
+            f"The JSON body is nested too deeply (at line {exc.lineno}, column {exc.colno})"
+        )
+    return InvalidMessage(
+        f"Malformed JSON at line {exc.lineno}, column {exc.colno} (character {exc.pos}): {exc.msg}"
+    )
+
+
+def _json_kind(value: Any) -> str:
+    """Name the JSON kind of a parsed value, for messages."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

@@ -1,0 +1,233 @@
+"""Structural check of FHIR JSON resources against the generated R4 element table."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.errors import InvalidMessage
+
+ELEMENTS_FILE = Path(__file__).resolve().parents[2] / "profiles" / "fhir-r4-elements.json"
+
+# Kinds of element in the compiled table.
+_PRIMITIVE = 0  # a FHIR primitive: a JSON string, number or boolean
+_COMPLEX = 1  # a datatype or backbone element: a JSON object
+_RESOURCE = 2  # a nested resource (contained, Bundle.entry.resource, ...)
+_PRIMITIVE_EXT = 3  # the ``_name`` companion of a primitive: a JSON object (Element)
+_RESOURCE_TYPE = 4  # the ``resourceType`` key of a resource, checked by the caller
+
+# JSON value types each primitive accepts (exact ``type()`` match, so True is not an integer).
+_JSON_TYPES: dict[str, frozenset[type]] = {
+    "boolean": frozenset({bool}),
+    "integer": frozenset({int}),
+    "integer64": frozenset({str}),
+    "positiveInt": frozenset({int}),
+    "unsignedInt": frozenset({int}),
+    "decimal": frozenset({int, float}),
+}
+_STRING_TYPES: frozenset[type] = frozenset({str})
+
+# (kind, is_list, child element map or allowed JSON types, FHIR type name)
+_Spec = tuple[int, bool, Any, str]
+_Elements = dict[str, _Spec]
+
+
+class _Table:
+    """The element table, raw (for lookups) and compiled (for the checker)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.raw: dict[str, dict[str, list[Any]]] = data["types"]
+        self.resources: frozenset[str] = frozenset(data["resources"])
+        self.primitives: frozenset[str] = frozenset(data["primitives"])
+        compiled: dict[str, _Elements] = {name: {} for name in self.raw}
+        element_map = compiled.get("Element", {})
+        for name, elements in self.raw.items():
+            target = compiled[name]
+            if name in self.resources:
+                target["resourceType"] = (_RESOURCE_TYPE, False, None, "string")
+            for element, (type_name, is_list) in elements.items():
+                repeats = bool(is_list)
+                if type_name in self.primitives:
+                    allowed = _JSON_TYPES.get(type_name, _STRING_TYPES)
+                    target[element] = (_PRIMITIVE, repeats, allowed, type_name)
+                    target["_" + element] = (_PRIMITIVE_EXT, repeats, element_map, "Element")
+                elif type_name == "Resource":
+                    target[element] = (_RESOURCE, repeats, None, type_name)
+                else:
+                    target[element] = (_COMPLEX, repeats, compiled[type_name], type_name)
+        self.compiled = compiled
+        self.by_type: dict[str, dict[str, tuple[str, bool]]] = {
+            name: {element: (str(t), bool(r)) for element, (t, r) in elements.items()}
+            for name, elements in self.raw.items()
+        }
+
+
+@functools.cache
+def _table() -> _Table:
+    """Load and compile the element table once, on first use."""
+    return _Table(orjson.loads(ELEMENTS_FILE.read_bytes()))
+
+
+def preload() -> None:
+    """Load the element table now, so the first request does not pay for it (~50 ms)."""
+    _table()
+
+
+def is_resource_type(name: str) -> bool:
+    """Return True if ``name`` is a concrete FHIR resource type."""
+    return name in _table().resources
+
+
+def is_primitive_type(type_name: str) -> bool:
+    """Return True if ``type_name`` is a FHIR primitive type (string, boolean, ...)."""
+    return type_name in _table().primitives
+
+
+def element_type(type_name: str, element: str) -> str | None:
+    """Return the FHIR type of ``type_name.element`` ("Resource" for a nested resource), or None."""
+    entry = _table().raw.get(type_name, {}).get(element)
+    return None if entry is None else str(entry[0])
+
+
+def is_list(type_name: str, element: str) -> bool:
+    """Return True if ``type_name.element`` repeats (also True when either is unknown)."""
+    entry = _table().raw.get(type_name, {}).get(element)
+    return True if entry is None else bool(entry[1])
+
+
+def elements_of(type_name: str) -> Mapping[str, tuple[str, bool]] | None:
+    """Return the read-only {element: (type, is_list)} map of a type name, or None if unknown."""
+    return _table().by_type.get(type_name)
+
+
+class _Fail(Exception):
+    """Internal: a structure problem, with its path collected in reverse while unwinding."""
+
+    def __init__(self, message: str, segment: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = [] if segment is None else [segment]
+
+
+def check_resource(resource: dict[str, Any]) -> None:
+    """Raise InvalidMessage if a FHIR JSON resource breaks the R4 element structure."""
+    table = _table()
+    resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
+    if not isinstance(resource_type, str) or resource_type not in table.resources:
+        raise InvalidMessage(
+            f"Unknown resourceType {resource_type!r}"
+            if isinstance(resource_type, str)
+            else "The resource has no string 'resourceType'",
+            expression="resourceType",
+        )
+    try:
+        _walk(resource, table.compiled[resource_type])
+    except _Fail as fail:
+        fail.path.append(resource_type)
+        raise InvalidMessage(fail.message, expression=".".join(reversed(fail.path))) from None
+    except RecursionError:
+        raise InvalidMessage(
+            "The resource is nested too deeply", expression=resource_type
+        ) from None
+
+
+def _walk(obj: dict[str, Any], elements: _Elements) -> None:
+    """Check every key of one JSON object against its type's element map (the hot path)."""
+    for key, value in obj.items():
+        spec = elements.get(key)
+        if spec is None:
+            raise _Fail(f"Unknown element '{key}'", key)
+        kind, repeats, arg, _ = spec
+        if repeats:
+            if type(value) is not list:
+                raise _Fail(_describe(key, spec, value, False), key)
+            if kind == _PRIMITIVE:
+                for index, item in enumerate(value):
+                    if type(item) not in arg and item is not None:
+                        raise _Fail(_describe(key, spec, item, True), f"{key}[{index}]")
+            elif kind == _COMPLEX:
+                index = 0
+                try:
+                    for item in value:
+                        if type(item) is not dict:
+                            raise _Fail(_describe(key, spec, item, True))
+                        _walk(item, arg)
+                        index += 1
+                except _Fail as fail:
+                    fail.path.append(f"{key}[{index}]")
+                    raise
+            elif kind == _RESOURCE:
+                for index, item in enumerate(value):
+                    try:
+                        _walk_resource(item, key)
+                    except _Fail as fail:
+                        fail.path.append(f"{key}[{index}]")
+                        raise
+            else:  # _PRIMITIVE_EXT
+                for index, item in enumerate(value):
+                    if item is None:
+                        continue
+                    try:
+                        if type(item) is not dict:
+                            raise _Fail(_describe(key, spec, item, True))
+                        _walk(item, arg)
+                    except _Fail as fail:
+                        fail.path.append(f"{key}[{index}]")
+                        raise
+        elif kind == _PRIMITIVE:
+            if type(value) not in arg:
+                raise _Fail(_describe(key, spec, value, False), key)
+        elif kind in (_COMPLEX, _PRIMITIVE_EXT):
+            if type(value) is not dict:
+                raise _Fail(_describe(key, spec, value, False), key)
+            try:
+                _walk(value, arg)
+            except _Fail as fail:
+                fail.path.append(key)
+                raise
+        elif kind == _RESOURCE:
+            try:
+                _walk_resource(value, key)
+            except _Fail as fail:
+                fail.path.append(key)
+                raise
+        # _RESOURCE_TYPE: validated by whoever chose this element map
+
+
+def _walk_resource(value: Any, key: str) -> None:
+    """Check a nested resource: a JSON object whose resourceType picks its element map."""
+    if type(value) is not dict:
+        raise _Fail(f"Element '{key}' must be a JSON object holding a resource")
+    resource_type = value.get("resourceType")
+    table = _table()
+    if type(resource_type) is not str or resource_type not in table.resources:
+        message = (
+            f"Unknown resourceType {resource_type!r}"
+            if isinstance(resource_type, str)
+            else f"Element '{key}' holds a resource without a string 'resourceType'"
+        )
+        raise _Fail(message, "resourceType")
+    _walk(value, table.compiled[resource_type])
+
+
+def _describe(key: str, spec: _Spec, value: Any, in_array: bool) -> str:
+    """Explain why ``value`` does not fit ``spec`` (slow path, only on failure)."""
+    kind, repeats, _, type_name = spec
+    if repeats and not in_array:
+        return f"Element '{key}' must be an array"
+    if value is None:
+        return f"Element '{key}' must not be null"
+    if isinstance(value, list):
+        return f"Element '{key}' must not be an array"
+    if kind == _PRIMITIVE:
+        if isinstance(value, dict):
+            return f"Element '{key}' is a primitive ({type_name}), not an object"
+        wanted = {"boolean": "a JSON boolean", "decimal": "a JSON number"}.get(
+            type_name, "a JSON string" if spec[2] is _STRING_TYPES else "a JSON integer"
+        )
+        return f"Element '{key}' must be {wanted} ({type_name})"
+    return f"Element '{key}' must be a JSON object ({type_name}), not a primitive value"

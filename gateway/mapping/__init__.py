@@ -1,0 +1,1 @@
+"""Declarative mapping: path compiler, transforms, code maps, loader and engine."""

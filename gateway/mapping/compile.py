@@ -1,0 +1,283 @@
+"""Compiling layered mapping files (source, then common) into executable rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.errors import MappingError
+from gateway.mapping.codemaps import CodeMap
+from gateway.mapping.files import LineDict, read_codemap_file, read_mapping_file
+from gateway.mapping.paths import CompiledPath, PathSyntaxError, compile_path
+from gateway.mapping.transforms import REGISTRY, Registered
+from gateway.record_schema import record_json_schema
+
+#: Elements never reported as unused: identity, metadata and narrative.
+ALWAYS_IGNORED = frozenset({"resourceType", "id", "meta", "text", "contained", "implicitRules"})
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A tiny rule condition: present, absent, equals or in."""
+
+    path: CompiledPath
+    equals: Any = None
+    one_of: tuple[Any, ...] | None = None
+    present: bool | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule: where a record item comes from and how it is converted."""
+
+    target: tuple[str, ...]
+    source: CompiledPath | None
+    value: Any
+    transform: Registered | None
+    codemap: CodeMap | None
+    default: Any
+    many: bool
+    each: CompiledPath | None
+    fields: tuple[Rule, ...]
+    when: Condition | None
+    where: str
+
+
+@dataclass(frozen=True)
+class ContextDef:
+    """A named resource the rules start from (``%patient``)."""
+
+    name: str
+    path: CompiledPath
+    required: bool
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A source's mapping after layering and compilation."""
+
+    source: str
+    version: str
+    abstract: bool
+    accepts: tuple[str, ...]
+    timezone: ZoneInfo
+    contexts: tuple[ContextDef, ...]
+    rules: tuple[Rule, ...]
+    ignore: frozenset[str]
+    consumed: dict[str, frozenset[str]]
+    files: tuple[str, ...]
+
+
+def _record_properties() -> dict[str, Any]:
+    """The record schema's property tree, to check rule targets."""
+    return record_json_schema()["properties"]  # type: ignore[no-any-return]
+
+
+def _check_target(target: str, props: dict[str, Any], fail: Any) -> None:
+    """Fail unless ``target`` names a field of the record."""
+    node: dict[str, Any] = {"properties": props}
+    for part in target.split("."):
+        children = node.get("properties") or node.get("items", {}).get("properties")
+        if not children or part not in children:
+            fail(f"rule target {target!r} is not a record field ({part!r} unknown)")
+        node = children[part]
+
+
+class _Compiler:
+    """Compiles one layered mapping, remembering file and line for every error."""
+
+    def __init__(self, codemaps: dict[str, CodeMap]) -> None:
+        self.codemaps = codemaps
+
+    def path(self, text: str, file: str, line: int | None, relative: bool = False) -> CompiledPath:
+        try:
+            return compile_path(text, relative=relative)
+        except PathSyntaxError as exc:
+            raise MappingError(f"path: {exc}", file=file, line=line) from None
+
+    def rule(
+        self, target: str, spec: Any, file: str, line: int | None, relative: bool = False
+    ) -> Rule:
+        def fail(message: str) -> None:
+            raise MappingError(message, file=file, line=line)
+
+        if isinstance(spec, str):
+            spec = {"from": spec}
+        sources = [k for k in ("from", "value", "each") if k in spec]
+        if len(sources) != 1:
+            fail(f"rule {target!r} needs exactly one of from, value, each")
+        if "fields" in spec and "each" not in spec:
+            fail(f"rule {target!r}: fields go with each")
+        transform = None
+        if "transform" in spec:
+            transform = REGISTRY.get(spec["transform"])
+            if transform is None:
+                fail(f"rule {target!r}: unknown transform {spec['transform']!r}")
+        codemap = None
+        if "codemap" in spec:
+            codemap = self.codemaps.get(spec["codemap"])
+            if codemap is None:
+                fail(f"rule {target!r}: unknown code map {spec['codemap']!r}")
+        field_rules: list[Rule] = []
+        sub = spec.get("fields") or {}
+        for name, sub_spec in sub.items():
+            sub_line = sub.lines.get(name, line) if isinstance(sub, LineDict) else line
+            field_rules.append(self.rule(name, sub_spec, file, sub_line, relative=True))
+        when = None
+        if "when" in spec:
+            w = spec["when"]
+            when = Condition(
+                self.path(w["path"], file, line, relative),
+                w.get("equals"),
+                tuple(w["in"]) if "in" in w else None,
+                w.get("present"),
+            )
+        return Rule(
+            target=tuple(target.split(".")),
+            source=self.path(spec["from"], file, line, relative) if "from" in spec else None,
+            value=spec.get("value"),
+            transform=transform,
+            codemap=codemap,
+            default=spec.get("default"),
+            many=bool(spec.get("list", False)) or "each" in spec,
+            each=self.path(spec["each"], file, line, relative) if "each" in spec else None,
+            fields=tuple(field_rules),
+            when=when,
+            where=f"{file}:{line}",
+        )
+
+
+def _layers(
+    directory: Path, source: str, seen: tuple[str, ...] = ()
+) -> list[tuple[Path, LineDict]]:
+    """The mapping files of ``source`` and everything it extends, most general first."""
+    file = directory / source / "mapping.yaml"
+    if source in seen:
+        raise MappingError(f"extends loops back to {source}", file=str(file))
+    if not file.is_file():
+        raise MappingError(f"no mapping.yaml for {source!r}", file=str(file))
+    doc = read_mapping_file(file)
+    if doc["source"] != source:
+        raise MappingError(
+            f"source {doc['source']!r} differs from its folder name {source!r}",
+            file=str(file),
+            line=doc.lines.get("source"),
+        )
+    parent = doc.get("extends")
+    below = _layers(directory, parent, (*seen, source)) if parent else []
+    return [*below, (file, doc)]
+
+
+def _codemaps(
+    directory: Path, layers: list[tuple[Path, LineDict]], source: str
+) -> dict[str, CodeMap]:
+    """Code maps from every layer's codemaps.yaml, nearer layers overriding by name."""
+    out: dict[str, CodeMap] = {}
+    for file, _ in layers:
+        cm_file = file.parent / "codemaps.yaml"
+        if not cm_file.is_file():
+            continue
+        doc = read_codemap_file(cm_file)
+        for name, spec in doc["codemaps"].items():
+            if spec["unknown"] == "default" and "default" not in spec:
+                raise MappingError(
+                    f"code map {name}: policy default needs a default",
+                    file=str(cm_file),
+                    line=doc["codemaps"].lines.get(name),
+                )
+            entries = {str(k): v for k, v in spec["map"].items()}
+            out[name] = CodeMap(
+                name, source, entries, spec["unknown"], spec.get("default"), spec.get("system")
+            )
+    return out
+
+
+def _compile_contexts(
+    compiler: _Compiler, contexts: dict[str, tuple[Any, str, int | None]]
+) -> list[ContextDef]:
+    """Contexts in order; each may use only contexts defined before it."""
+    out: list[ContextDef] = []
+    for name, (spec, file, line) in contexts.items():
+        spec = {"from": spec} if isinstance(spec, str) else spec
+        path = compiler.path(spec["from"], file, line)
+        for used in path.contexts - {c.name for c in out}:
+            raise MappingError(
+                f"context {name} uses %{used} before it is defined", file=file, line=line
+            )
+        out.append(ContextDef(name, path, bool(spec.get("required", False))))
+    return out
+
+
+def _compile_rules(
+    compiler: _Compiler, rules: dict[str, tuple[Any, str, int | None]], known: set[str]
+) -> list[Rule]:
+    """Rules, each checked for a real record target and known contexts."""
+    props = _record_properties()
+    out: list[Rule] = []
+    for target, (spec, file, line) in rules.items():
+
+        def fail(message: str, file: str = file, line: int | None = line) -> None:
+            raise MappingError(message, file=file, line=line)
+
+        _check_target(target, props, fail)
+        rule = compiler.rule(target, spec, file, line)
+        for path in (rule.source, rule.each):
+            for name in path.contexts - known if path is not None else ():
+                fail(f"rule {target!r} uses unknown context %{name}")
+        out.append(rule)
+    return out
+
+
+def compile_source(directory: Path, source: str) -> Compiled:
+    """Load, layer, schema-check and compile the mapping for one source folder."""
+    layers = _layers(directory, source)
+    compiler = _Compiler(_codemaps(directory, layers, source))
+    contexts: dict[str, tuple[Any, str, int | None]] = {}
+    rules: dict[str, tuple[Any, str, int | None]] = {}
+    ignore: set[str] = set()
+    for layer_file, doc in layers:
+        for name, spec in (doc.get("contexts") or {}).items():
+            contexts[name] = (spec, str(layer_file), doc["contexts"].lines.get(name))
+        for target, spec in (doc.get("rules") or {}).items():
+            if spec is None:
+                rules.pop(target, None)
+            else:
+                rules[target] = (spec, str(layer_file), doc["rules"].lines.get(target))
+        ignore.update(doc.get("ignore") or [])
+    top_file, top = layers[-1]
+    compiled_contexts = _compile_contexts(compiler, contexts)
+    compiled_rules = _compile_rules(compiler, rules, {c.name for c in compiled_contexts})
+    consumed: dict[str, set[str]] = {}
+    paths: list[CompiledPath | None] = [c.path for c in compiled_contexts]
+    for rule in compiled_rules:
+        paths += [rule.source, rule.each, rule.when.path if rule.when else None]
+    for path in paths:
+        for name, element in path.consumed if path is not None else ():
+            consumed.setdefault(name, set()).add(element)
+    tz_name = top.get("timezone") or next(
+        (d["timezone"] for _, d in reversed(layers) if d.get("timezone")), "Europe/London"
+    )
+    try:
+        timezone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MappingError(
+            f"unknown time zone {tz_name!r}", file=str(top_file), line=top.lines.get("timezone")
+        ) from None
+    version = "+".join(f"{d['source']}@{d['version']}" for _, d in reversed(layers))
+    accepts = top.get("accepts")
+    if not top.get("abstract") and not accepts:
+        raise MappingError("a source mapping must say what it accepts", file=str(top_file))
+    return Compiled(
+        source=source,
+        version=version,
+        abstract=bool(top.get("abstract")),
+        accepts=tuple(accepts or ()),
+        timezone=timezone,
+        contexts=tuple(compiled_contexts),
+        rules=tuple(compiled_rules),
+        ignore=frozenset(ignore),
+        consumed={k: frozenset(v) for k, v in consumed.items()},
+        files=tuple(str(f) for f, _ in layers),
+    )

@@ -1,0 +1,192 @@
+"""Reading mapping files: YAML with line numbers, checked against the mapping file schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import yaml
+
+from gateway.errors import MappingError
+
+_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"}
+_PATH = {"type": "string", "minLength": 1}
+_WHEN = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["path"],
+    "properties": {
+        "path": _PATH,
+        "equals": {},
+        "in": {"type": "array"},
+        "present": {"type": "boolean"},
+    },
+}
+_RULE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "from": _PATH,
+        "value": {},
+        "each": _PATH,
+        "fields": {
+            "type": "object",
+            "additionalProperties": {"$ref": "#/definitions/rule_or_path"},
+        },
+        "transform": {"type": "string"},
+        "codemap": {"type": "string"},
+        "default": {},
+        "list": {"type": "boolean"},
+        "when": _WHEN,
+    },
+}
+MAPPING_FILE_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "definitions": {
+        "rule": _RULE,
+        "rule_or_path": {"anyOf": [_PATH, {"$ref": "#/definitions/rule"}]},
+    },
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source", "version"],
+    "properties": {
+        "source": _NAME,
+        "version": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "abstract": {"type": "boolean"},
+        "extends": _NAME,
+        "accepts": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"enum": ["message", "transaction", "batch", "ServiceRequest"]},
+        },
+        "timezone": {"type": "string"},
+        "contexts": {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [
+                    _PATH,
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["from"],
+                        "properties": {"from": _PATH, "required": {"type": "boolean"}},
+                    },
+                ]
+            },
+        },
+        "rules": {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [{"type": "null"}, {"$ref": "#/definitions/rule_or_path"}]
+            },
+        },
+        "ignore": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Z]\w*\.\w+$"}},
+    },
+}
+CODEMAP_FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["codemaps"],
+    "properties": {
+        "codemaps": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["unknown", "map"],
+                "properties": {
+                    "description": {"type": "string"},
+                    "system": {"type": "string"},
+                    "unknown": {"enum": ["keep", "default", "reject"]},
+                    "default": {},
+                    "map": {"type": "object"},
+                },
+            },
+        }
+    },
+}
+_check_mapping = fastjsonschema.compile(MAPPING_FILE_SCHEMA)
+_check_codemaps = fastjsonschema.compile(CODEMAP_FILE_SCHEMA)
+
+
+class LineDict(dict[str, Any]):
+    """A YAML mapping that remembers the line of each key."""
+
+    lines: dict[str, int]
+    line: int
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings record the line numbers of their keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        plain = super().construct_mapping(node, deep=True)
+        out = LineDict({str(k): v for k, v in plain.items()})
+        out.line = node.start_mark.line + 1
+        out.lines = {
+            self.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value
+        }
+        return out
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    return loader.construct_mapping(node)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def line_of(doc: Any, path: list[Any]) -> int | None:
+    """The line of the deepest key in ``path`` that the document records."""
+    line = getattr(doc, "line", None)
+    node = doc
+    for key in path:
+        if isinstance(node, LineDict) and key in node:
+            line = node.lines.get(key, line)
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+            line = getattr(node, "line", line)
+        else:
+            break
+    return line
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file, naming file and line on a syntax error."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise MappingError(f"YAML syntax: {exc.problem}", file=str(path), line=line) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read: {exc}", file=str(path)) from None
+
+
+def _checked(path: Path, check: Any) -> Any:
+    """A YAML document that passed ``check`` (a compiled schema), else a MappingError."""
+    doc = read_yaml(path)
+    try:
+        check(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        where = [p for p in (exc.path or []) if p != "data"]
+        raise MappingError(
+            f"{'.'.join(map(str, where)) or 'file'}: {exc.message.replace('data.', '')}",
+            file=str(path),
+            line=line_of(doc, where),
+        ) from None
+    return doc
+
+
+def read_mapping_file(path: Path) -> LineDict:
+    """A mapping.yaml checked against the mapping file schema."""
+    doc: LineDict = _checked(path, _check_mapping)
+    return doc
+
+
+def read_codemap_file(path: Path) -> LineDict:
+    """A codemaps.yaml checked against the code map file schema."""
+    doc: LineDict = _checked(path, _check_codemaps)
+    return doc

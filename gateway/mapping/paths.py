@@ -1,0 +1,415 @@
+"""A small FHIRPath subset, compiled once at load into chains of Python closures.
+
+Supported: ``%context`` and ``ResourceType`` roots, relative paths (from ``$this``), element
+steps, ``where(a.b = 'x' and c != 'y')``, ``ofType(Type)``, ``resolve()``, ``first()``,
+``last()``, ``exists()``, ``extension('url')``, and ``A | B`` (union, so a single-valued rule
+takes the first non-empty alternative). Every value is a collection, as in FHIRPath, so JSON
+and XML input (where repetition is not visible) evaluate the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Collection = list[Any]
+
+
+class PathSyntaxError(ValueError):
+    """The path text is not in the supported FHIRPath subset."""
+
+
+@dataclass
+class Env:
+    """What a path sees while one message is mapped."""
+
+    root: dict[str, Any]
+    index: ResourceIndex
+    contexts: dict[str, Collection] = field(default_factory=dict)
+    this: Any = None
+    touched: set[int] = field(default_factory=set)
+    memo: dict[str, Collection] = field(default_factory=dict)
+
+
+class ResourceIndex:
+    """Finds the resource a Reference points at: bundle fullUrl, Type/id, or #contained."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.entries: list[tuple[str, dict[str, Any]]] = []
+        if root.get("resourceType") == "Bundle":
+            for position, entry in enumerate(_as_list(root.get("entry"))):
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if not isinstance(resource, dict):
+                    continue
+                self.entries.append((f"Bundle.entry[{position}]", resource))
+                self._add(resource, entry.get("fullUrl"))
+        else:
+            self._add(root, None)
+
+    def _add(self, resource: dict[str, Any], full_url: Any) -> None:
+        """Index one resource by its fullUrl and Type/id, and its contained resources by #id."""
+        if isinstance(full_url, str):
+            self.by_key.setdefault(full_url, resource)
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        if isinstance(rtype, str) and isinstance(rid, str):
+            self.by_key.setdefault(f"{rtype}/{rid}", resource)
+        for inner in _as_list(resource.get("contained")):
+            if isinstance(inner, dict) and isinstance(inner.get("id"), str):
+                self.by_key.setdefault("#" + inner["id"], inner)
+
+    def resolve(self, reference: str) -> dict[str, Any] | None:
+        """The resource a reference string names, or None."""
+        found = self.by_key.get(reference)
+        if found is None and "/" in reference and not reference.startswith("urn:"):
+            parts = reference.rstrip("/").split("/")
+            if "_history" in parts:
+                parts = parts[: parts.index("_history")]
+            found = self.by_key.get("/".join(parts[-2:]))
+        return found
+
+
+def _as_list(value: Any) -> Collection:
+    """A FHIR JSON value as a collection."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+Step = Callable[[Collection, Env], Collection]
+
+
+@dataclass(frozen=True)
+class CompiledPath:
+    """One compiled path or union of paths; ``text`` is kept for messages."""
+
+    text: str
+    alternatives: tuple[Alternative, ...]
+    contexts: frozenset[str]
+    consumed: frozenset[tuple[str, str]]
+
+    def evaluate(self, env: Env) -> Collection:
+        """Every value of the first alternative that selects anything (``|`` is a fallback)."""
+        for alt in self.alternatives:
+            col = alt.run(env)
+            if col:
+                return col
+        return []
+
+    def first(self, env: Env) -> Any:
+        """The first value of the first alternative that selects anything, or None."""
+        for alt in self.alternatives:
+            col = alt.run(env)
+            if col:
+                return col[0]
+        return None
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One ``|`` alternative: a root and steps; ``keys`` name each prefix for the memo.
+
+    Rules often share prefixes (``%referral.supportingInfo.resolve()``); absolute paths
+    memoise each prefix's collection per message so that shared work is done once.
+    Relative paths depend on ``$this`` and are never memoised.
+    """
+
+    root: Callable[[Env], Collection]
+    steps: tuple[Step, ...]
+    keys: tuple[str, ...]
+    memo: bool
+
+    def run(self, env: Env) -> Collection:
+        """The collection this alternative selects."""
+        if not self.memo:
+            col = self.root(env)
+            for step in self.steps:
+                col = step(col, env)
+            return col
+        cache = env.memo
+        keys = self.keys
+        last = len(keys) - 1
+        found = cache.get(keys[last]) if last >= 0 else None
+        if found is not None:
+            return found
+        col = self.root(env)
+        for key, step in zip(keys, self.steps, strict=True):
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = step(col, env)
+            col = found
+        return col
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>!=|[.()|=,])"
+    r"|(?P<var>%[A-Za-z_][A-Za-z0-9_]*)|(?P<this>\$this)|(?P<id>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """Split path text into (kind, value) tokens."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise PathSyntaxError(f"unexpected {text[pos : pos + 10]!r} at column {pos + 1}")
+        kind = match.lastgroup or ""
+        out.append((kind, match.group(kind)))
+        pos = match.end()
+    return out
+
+
+class _Parser:
+    """Recursive-descent parser producing step closures."""
+
+    def __init__(self, text: str, relative: bool) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.pos = 0
+        self.relative = relative
+        self.contexts: set[str] = set()
+        self.consumed: set[tuple[str, str]] = set()
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or (value is not None and tok[1] != value):
+            want = value or "more"
+            raise PathSyntaxError(f"expected {want!r} in {self.text!r}")
+        self.pos += 1
+        return tok
+
+    def union(self) -> CompiledPath:
+        alternatives = [self.path()]
+        while self.peek() == ("op", "|"):
+            self.take("|")
+            alternatives.append(self.path())
+        if self.peek() is not None:
+            raise PathSyntaxError(f"unexpected {self.peek()[1]!r} in {self.text!r}")  # type: ignore[index]
+        return CompiledPath(
+            self.text, tuple(alternatives), frozenset(self.contexts), frozenset(self.consumed)
+        )
+
+    def path(self) -> Alternative:
+        start = self.pos
+        kind, value = self.take()
+        steps: list[Step] = []
+        root: Callable[[Env], Collection]
+        context: str | None = None
+        if kind == "var":
+            context = value[1:]
+            root = _context_root(context)
+            self.contexts.add(context)
+        elif kind == "this":
+            root = _this_root
+        elif kind == "id" and value[0].isupper() and not self.relative:
+            root = _type_root(value)
+        elif kind == "id":
+            root = _this_root
+            steps.append(_element(value))
+        else:
+            raise PathSyntaxError(f"a path cannot start with {value!r} in {self.text!r}")
+        keys: list[str] = [value] if steps else []
+        while self.peek() == ("op", "."):
+            self.take(".")
+            step, name = self.step()
+            if context is not None and name is not None and not steps:
+                self.consumed.add((context, name))
+            steps.append(step)
+            keys.append("".join(v for _, v in self.toks[start : self.pos]))
+        memo = kind in ("var", "id") and not (kind == "id" and root is _this_root)
+        return Alternative(root, tuple(steps), tuple(keys), memo)
+
+    def step(self) -> tuple[Step, str | None]:
+        _, name = self.take()
+        if self.peek() != ("op", "("):
+            return _element(name), name
+        self.take("(")
+        if name == "where":
+            cond = self.condition()
+            self.take(")")
+            return _where(cond), None
+        if name == "ofType":
+            _, rtype = self.take()
+            self.take(")")
+            return _of_type(rtype), None
+        if name == "extension":
+            kind, url = self.take()
+            if kind != "str":
+                raise PathSyntaxError(f"extension() takes a quoted url in {self.text!r}")
+            self.take(")")
+            return _extension(url[1:-1]), "extension"
+        self.take(")")
+        simple = {"resolve": _resolve, "first": _first, "last": _last, "exists": _exists}
+        if name not in simple:
+            raise PathSyntaxError(f"unknown function {name}() in {self.text!r}")
+        return simple[name], None
+
+    def condition(self) -> Callable[[Any, Env], bool]:
+        terms = [self.term()]
+        while self.peek() == ("id", "and"):
+            self.take("and")
+            terms.append(self.term())
+        if len(terms) == 1:
+            return terms[0]
+        return lambda item, env: all(t(item, env) for t in terms)
+
+    def term(self) -> Callable[[Any, Env], bool]:
+        names: list[str] = [self.take()[1]]
+        func: str | None = None
+        while self.peek() == ("op", "."):
+            self.take(".")
+            name = self.take()[1]
+            if self.peek() == ("op", "("):
+                self.take("(")
+                self.take(")")
+                func = name
+                break
+            names.append(name)
+        getter = _relative_getter(names)
+        if func == "exists":
+            return lambda item, env: bool(getter(item))
+        if func is not None:
+            raise PathSyntaxError(f"only exists() may end a where() term in {self.text!r}")
+        _, op = self.take()
+        if op not in ("=", "!="):
+            raise PathSyntaxError(f"expected = or != in where() of {self.text!r}")
+        literal = self.literal()
+        if isinstance(literal, bool):
+            # XML carries booleans as text: match both forms.
+            forms = (literal, "true" if literal else "false")
+            if op == "=":
+                return lambda item, env: any(f in forms for f in getter(item))
+            return lambda item, env: not any(f in forms for f in getter(item))
+        if op == "=":
+            return lambda item, env: literal in getter(item)
+        return lambda item, env: literal not in getter(item)
+
+    def literal(self) -> Any:
+        kind, value = self.take()
+        if kind == "str":
+            return value[1:-1].replace("\\'", "'")
+        if kind == "num":
+            return float(value) if "." in value else int(value)
+        if value in ("true", "false"):
+            return value == "true"
+        raise PathSyntaxError(f"expected a literal, got {value!r} in {self.text!r}")
+
+
+def _context_root(name: str) -> Callable[[Env], Collection]:
+    def root(env: Env) -> Collection:
+        return env.contexts.get(name, [])
+
+    return root
+
+
+def _this_root(env: Env) -> Collection:
+    return [env.this] if env.this is not None else []
+
+
+def _type_root(rtype: str) -> Callable[[Env], Collection]:
+    def root(env: Env) -> Collection:
+        return [env.root] if env.root.get("resourceType") == rtype else []
+
+    return root
+
+
+def _element(name: str) -> Step:
+    def step(col: Collection, env: Env) -> Collection:
+        if len(col) == 1:
+            # The common case, one node: no new list unless the value is a scalar.
+            item = col[0]
+            value = item.get(name) if type(item) is dict else None
+            if value is None:
+                return []
+            return value if type(value) is list else [value]
+        out: Collection = []
+        for item in col:
+            if type(item) is dict:
+                value = item.get(name)
+                if value is None:
+                    continue
+                if type(value) is list:
+                    out.extend(value)
+                else:
+                    out.append(value)
+        return out
+
+    return step
+
+
+def _relative_getter(names: Sequence[str]) -> Callable[[Any], Collection]:
+    steps = [_element(n) for n in names]
+
+    def get(item: Any) -> Collection:
+        col: Collection = [item]
+        for step in steps:
+            col = step(col, _NO_ENV)
+        return col
+
+    return get
+
+
+_NO_ENV = Env(root={}, index=ResourceIndex({}))
+
+
+def _where(cond: Callable[[Any, Env], bool]) -> Step:
+    return lambda col, env: [item for item in col if cond(item, env)]
+
+
+def _of_type(rtype: str) -> Step:
+    def step(col: Collection, env: Env) -> Collection:
+        out = [i for i in col if isinstance(i, dict) and i.get("resourceType") == rtype]
+        env.touched.update(id(i) for i in out)
+        return out
+
+    return step
+
+
+def _extension(url: str) -> Step:
+    def step(col: Collection, env: Env) -> Collection:
+        out: Collection = []
+        for item in col:
+            if isinstance(item, dict):
+                out.extend(e for e in _as_list(item.get("extension")) if e.get("url") == url)
+        return out
+
+    return step
+
+
+def _resolve(col: Collection, env: Env) -> Collection:
+    out: Collection = []
+    for item in col:
+        ref = item.get("reference") if isinstance(item, dict) else None
+        if isinstance(ref, str):
+            found = env.index.resolve(ref)
+            if found is not None:
+                env.touched.add(id(found))
+                out.append(found)
+    return out
+
+
+def _first(col: Collection, env: Env) -> Collection:
+    return col[:1]
+
+
+def _last(col: Collection, env: Env) -> Collection:
+    return col[-1:]
+
+
+def _exists(col: Collection, env: Env) -> Collection:
+    return [bool(col)]
+
+
+def compile_path(text: str, *, relative: bool = False) -> CompiledPath:
+    """Compile path text; ``relative`` paths start from ``$this`` (inside ``fields``)."""
+    if not isinstance(text, str) or not text.strip():
+        raise PathSyntaxError("a path must be a non-empty string")
+    return _Parser(text, relative).union()

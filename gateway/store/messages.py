@@ -1,0 +1,85 @@
+"""Keeping every inbound message raw, with its status and diagnostics."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from gateway.store.database import Database
+from gateway.store.models import Message
+
+#: A body over the size limit is kept only up to this many bytes.
+KEPT_PREFIX = 64 * 1024
+
+
+@dataclass
+class InboundMessage:
+    """An inbound message as received, before it is stored."""
+
+    channel: str
+    source: str
+    body: bytes
+    content_type: str | None
+    request_id: str | None = None
+    correlation_id: str | None = None
+    source_message_id: str | None = None
+    truncated: bool = False
+    success_status: int = 200
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of the body as received."""
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def add_message(
+    session: Session,
+    message: InboundMessage,
+    *,
+    status: str,
+    http_status: int,
+    referral_id: str | None = None,
+    record_version: int | None = None,
+    diagnostics: Any = None,
+) -> Message:
+    """Add the raw message with its status to the session (flushed, so it has an id)."""
+    row = Message(
+        received_at=message.received_at,
+        channel=message.channel,
+        source=message.source,
+        content_type=(message.content_type or "")[:200] or None,
+        body=message.body[:KEPT_PREFIX] if message.truncated else message.body,
+        body_truncated=message.truncated,
+        body_sha256=message.sha256,
+        request_id=(message.request_id or "")[:200] or None,
+        correlation_id=(message.correlation_id or "")[:200] or None,
+        source_message_id=(message.source_message_id or "")[:200] or None,
+        status=status,
+        http_status=http_status,
+        diagnostics=orjson.dumps(diagnostics).decode() if diagnostics is not None else None,
+        referral_id=referral_id,
+        record_version=record_version,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def store_rejected(
+    db: Database,
+    message: InboundMessage,
+    http_status: int,
+    problem: dict[str, Any],
+    status: str = "rejected",
+) -> int:
+    """Keep a message the gateway refused (or failed on), with what was wrong; returns its id."""
+    with db.transaction() as session:
+        return add_message(
+            session, message, status=status, http_status=http_status, diagnostics=[problem]
+        ).id

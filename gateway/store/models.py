@@ -1,0 +1,95 @@
+"""SQLAlchemy table definitions; Alembic migrations under gateway/migrations create them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base for the gateway's tables."""
+
+
+class Message(Base):
+    """Every inbound message, kept raw with its status (accepted, rejected, failed)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_truncated: Mapped[bool] = mapped_column(default=False)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    correlation_id: Mapped[str | None] = mapped_column(String(200))
+    source_message_id: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    http_status: Mapped[int] = mapped_column(Integer)
+    diagnostics: Mapped[str | None] = mapped_column(Text)
+    referral_id: Mapped[str | None] = mapped_column(ForeignKey("referrals.id"))
+    record_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class Referral(Base):
+    """One referral per source and referral identifier; its record has versions."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (UniqueConstraint("source", "referral_identifier"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    referral_identifier: Mapped[str] = mapped_column(String(200))
+    current_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(30))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecordVersion(Base):
+    """One version of a referral's record; ``seq`` is the feed cursor (commit order)."""
+
+    __tablename__ = "record_versions"
+    __table_args__ = (
+        UniqueConstraint("referral_id", "version"),
+        UniqueConstraint("referral_id", "content_sha256"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(30))
+    record: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+
+
+class ApiKey(Base):
+    """An API key, stored as its SHA-256; a key belongs to one source or one platform."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    principal: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

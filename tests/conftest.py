@@ -1,0 +1,42 @@
+"""Shared fixtures: an app on a fresh store (SQLite, or PostgreSQL when available)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import Gateway, build_gateway, fresh_postgres, postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store the gateway supports: SQLite file, and PostgreSQL when available."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gateway.db'}"
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL (set GATEWAY_TEST_POSTGRES_URL)")
+    return fresh_postgres(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite store."""
+    return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def gateway(sqlite_url: str) -> Iterator[Gateway]:
+    """A gateway on a fresh SQLite store."""
+    gw = build_gateway(sqlite_url)
+    yield gw
+    gw.app.extensions["gateway.db"].engine.dispose()
+
+
+@pytest.fixture
+def any_gateway(db_url: str) -> Iterator[Gateway]:
+    """A gateway on each supported store in turn."""
+    gw = build_gateway(db_url)
+    yield gw
+    gw.app.extensions["gateway.db"].engine.dispose()

@@ -1,0 +1,71 @@
+"""Test helpers: stores, a gateway with keys, fixture paths."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from gateway.app import create_app
+from gateway.config import ROOT
+from gateway.store.keys import create_key
+from gateway.store.migrate import upgrade
+
+FIXTURES = ROOT / "fixtures"
+SOURCES = ("emis-web", "systmone", "uk-core", "vision")
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL URL for tests, or None (tests skip unless GATEWAY_REQUIRE_POSTGRES)."""
+    url = os.environ.get("GATEWAY_TEST_POSTGRES_URL") or None
+    if url is None and os.environ.get("GATEWAY_REQUIRE_POSTGRES"):
+        pytest.fail("GATEWAY_REQUIRE_POSTGRES is set but there is no GATEWAY_TEST_POSTGRES_URL")
+    return url
+
+
+def fresh_postgres(url: str) -> str:
+    """Empty the test database's public schema so each test starts clean."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@dataclass
+class Gateway:
+    """An app on a migrated store, with a key per source and one platform key."""
+
+    app: Flask
+    client: FlaskClient
+    source_keys: dict[str, str]
+    platform_key: str
+
+    def post(self, path: str, body: bytes, source: str, **headers: Any) -> Any:
+        """POST as ``source`` with its key (JSON unless a Content-Type is given)."""
+        merged = {
+            "Authorization": f"Bearer {self.source_keys[source]}",
+            "Content-Type": "application/fhir+json",
+        }
+        merged.update({k.replace("_", "-"): v for k, v in headers.items()})
+        return self.client.post(path, data=body, headers=merged)
+
+    def get(self, path: str) -> Any:
+        """GET as the platform."""
+        return self.client.get(path, headers={"Authorization": f"Bearer {self.platform_key}"})
+
+
+def build_gateway(url: str, **config: Any) -> Gateway:
+    """A gateway on ``url`` with keys for every source and a platform."""
+    app = create_app({"DATABASE_URL": url, **config})
+    app.testing = True
+    db = app.extensions["gateway.db"]
+    upgrade(db)
+    keys = {source: create_key(db, "source", source) for source in SOURCES}
+    return Gateway(app, app.test_client(), keys, create_key(db, "platform", "test-platform"))
