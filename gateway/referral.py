@@ -126,6 +126,7 @@ def translate_message(
     Pure: stores nothing. ``gateway translate``, ``check-mappings`` and intake all use it.
     """
     resource = decode_body(body, content_type)
+    check_resource(resource)
     shape = shape_of(resource)
     _check_shape(resource, shape, expected)
     mapping = mappings[source]
@@ -136,7 +137,6 @@ def translate_message(
             if resource.get("resourceType") == "Bundle"
             else "resourceType",
         )
-    check_resource(resource)
     return resource, mapping.translate(resource), shape
 
 

@@ -113,34 +113,70 @@ class Alternative:
 
     Rules often share prefixes (``%referral.supportingInfo.resolve()``); absolute paths
     memoise each prefix's collection per message so that shared work is done once.
-    Relative paths depend on ``$this`` and are never memoised.
+    Relative paths depend on ``$this`` and are never memoised. ``run`` is generated Python
+    (element steps inlined), because path evaluation is most of the mapping hot path.
     """
 
     root: Callable[[Env], Collection]
     steps: tuple[Step, ...]
     keys: tuple[str, ...]
     memo: bool
+    run: Callable[[Env], Collection] = field(init=False, repr=False, compare=False)
 
-    def run(self, env: Env) -> Collection:
-        """The collection this alternative selects."""
-        if not self.memo:
-            col = self.root(env)
-            for step in self.steps:
-                col = step(col, env)
-            return col
-        cache = env.memo
-        keys = self.keys
-        last = len(keys) - 1
-        found = cache.get(keys[last]) if last >= 0 else None
-        if found is not None:
-            return found
-        col = self.root(env)
-        for key, step in zip(keys, self.steps, strict=True):
-            found = cache.get(key)
-            if found is None:
-                found = cache[key] = step(col, env)
-            col = found
-        return col
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run", _generate(self))
+
+
+def _many(col: Collection, name: str) -> Collection:
+    """Element ``name`` of every node in ``col``, flattened."""
+    out: Collection = []
+    for item in col:
+        if type(item) is dict:
+            value = item.get(name)
+            if value is None:
+                continue
+            if type(value) is list:
+                out.extend(value)
+            else:
+                out.append(value)
+    return out
+
+
+def _generate(alt: Alternative) -> Callable[[Env], Collection]:
+    """Compile an alternative into one Python function (no per-step calls for elements)."""
+    names: dict[str, Any] = {"_root": alt.root, "_many": _many}
+    lines = ["def run(env):", "    col = _root(env)"]
+    if alt.memo and len(alt.steps) > 1:
+        lines.append("    cache = env.memo")
+    last = len(alt.steps) - 1
+    for i, step in enumerate(alt.steps):
+        element = getattr(step, "element", None)
+        names[f"_k{i}"] = alt.keys[i] if i < len(alt.keys) else ""
+        if element is not None:
+            names[f"_e{i}"] = element
+            body = [
+                "if len(col) == 1:",
+                "    _i = col[0]",
+                f"    _v = _i.get(_e{i}) if type(_i) is dict else None",
+                "    c = [] if _v is None else (_v if type(_v) is list else [_v])",
+                "else:",
+                f"    c = _many(col, _e{i})",
+            ]
+        else:
+            names[f"_s{i}"] = step
+            body = [f"c = _s{i}(col, env)"]
+        if alt.memo and i < last:
+            lines.append(f"    c = cache.get(_k{i})")
+            lines.append("    if c is None:")
+            lines += ["        " + b for b in body]
+            lines.append(f"        cache[_k{i}] = c")
+        else:
+            lines += ["    " + b for b in body]
+        lines.append("    col = c")
+    lines.append("    return col")
+    # The source is built above from fixed templates; names travel as bound values.
+    exec("\n".join(lines), names)
+    return names["run"]  # type: ignore[no-any-return]
 
 
 _TOKEN = re.compile(
@@ -342,6 +378,7 @@ def _element(name: str) -> Step:
                     out.append(value)
         return out
 
+    step.element = name  # type: ignore[attr-defined]
     return step
 
 
