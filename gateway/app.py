@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from gateway.channels import fhir, records, service
@@ -52,6 +52,7 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(GatewayError)
     def domain_error(error: GatewayError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        headers.update(g.get("echo_headers", {}))
         if error.status == 413:
             headers["Connection"] = "close"
         return fhir_response(from_error(error), error.status, headers)
@@ -69,4 +70,4 @@ def _register_errors(app: Flask) -> None:
         outcome = operation_outcome(
             [issue("fatal", "exception", "internal error; nothing was acknowledged")]
         )
-        return fhir_response(outcome, 500)
+        return fhir_response(outcome, 500, dict(g.get("echo_headers", {})))

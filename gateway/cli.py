@@ -137,14 +137,19 @@ def keys_list() -> None:
 
 
 @keys.command("revoke")
-@click.option("--source", default=None)
-@click.option("--platform", default=None)
-def keys_revoke(source: str | None, platform: str | None) -> None:
-    """Revoke every key of a source or platform."""
-    if bool(source) == bool(platform):
-        raise click.UsageError("give exactly one of --source or --platform")
-    kind, name = ("source", source) if source else ("platform", platform)
-    click.echo(f"revoked {key_store.revoke_keys(_db(), kind, str(name))} key(s)")
+@click.option("--id", "key_id", type=int, default=None, help="One key, by the id keys list shows.")
+@click.option("--source", default=None, help="Every key of this source.")
+@click.option("--platform", default=None, help="Every key of this platform.")
+def keys_revoke(key_id: int | None, source: str | None, platform: str | None) -> None:
+    """Revoke one key (--id, to rotate without a gap) or every key of a source or platform."""
+    if sum(x is not None for x in (key_id, source, platform)) != 1:
+        raise click.UsageError("give exactly one of --id, --source or --platform")
+    if key_id is not None:
+        count = key_store.revoke_keys(_db(), key_id=key_id)
+    else:
+        kind, name = ("source", source) if source else ("platform", platform)
+        count = key_store.revoke_keys(_db(), kind, str(name))
+    click.echo(f"revoked {count} key(s)")
 
 
 def run_cli(argv: list[str] | None = None) -> Any:

@@ -208,12 +208,15 @@ class Risks(Strict):
     json_schema_extra = {
         "if": {"properties": {"no_known_risks": {"const": False}}},
         "then": {"properties": {"items": {"minItems": 1}}},
+        "else": {"properties": {"items": {"maxItems": 0}}},
     }
 
     @validates_schema
     def _stated(self, data: dict[str, Any], **_: Any) -> None:
         if not data.get("no_known_risks") and not data.get("items"):
             raise ValidationError("list the risks or state no known risks", "items")
+        if data.get("no_known_risks") and data.get("items"):
+            raise ValidationError("no known risks, yet risks are listed", "items")
 
 
 class Provenance(Strict):
@@ -224,7 +227,7 @@ class Provenance(Strict):
     message_event = fields.String(allow_none=True, validate=validate.OneOf(MESSAGE_EVENTS))
     sent_at = fields.String(allow_none=True)
     received_at = fields.String(allow_none=True)
-    mapping_version = _text(50, required=True, allow_none=False)
+    mapping_version = _text(200, required=True, allow_none=False)
 
 
 class Diagnostic(Strict):

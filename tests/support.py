@@ -7,17 +7,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from gateway.app import create_app
 from gateway.config import ROOT
 from gateway.store.keys import create_key
 from gateway.store.migrate import upgrade
+from gateway.store.models import Message
 
 FIXTURES = ROOT / "fixtures"
 SOURCES = ("emis-web", "systmone", "uk-core", "vision")
+FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
+
+# FHIR R4 IssueSeverity and IssueType codes (fhir.resources does not check code bindings).
+ISSUE_SEVERITIES = frozenset({"fatal", "error", "warning", "information"})
+ISSUE_TYPES = frozenset(
+    {
+        *("invalid", "structure", "required", "value", "invariant"),
+        *("security", "login", "unknown", "expired", "forbidden", "suppressed"),
+        *("processing", "not-supported", "duplicate", "multiple-matches", "not-found"),
+        *("deleted", "too-long", "code-invalid", "extension", "too-costly", "business-rule"),
+        *("conflict", "transient", "lock-error", "no-store", "exception", "timeout"),
+        *("incomplete", "throttled", "informational"),
+    }
+)
 
 
 def postgres_url() -> str | None:
@@ -69,3 +86,21 @@ def build_gateway(url: str, **config: Any) -> Gateway:
     upgrade(db)
     keys = {source: create_key(db, "source", source) for source in SOURCES}
     return Gateway(app, app.test_client(), keys, create_key(db, "platform", "test-platform"))
+
+
+def fhir_valid(resource: dict[str, Any]) -> None:
+    """Fail unless ``resource`` is valid for its fhir.resources R4B model (issue codes too)."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    found = [resource] + [e["resource"] for e in resource.get("entry") or [] if "resource" in e]
+    for item in found:
+        if item["resourceType"] != "OperationOutcome":
+            continue
+        for issue in item["issue"]:
+            assert issue["severity"] in ISSUE_SEVERITIES, issue
+            assert issue["code"] in ISSUE_TYPES, issue
+
+
+def stored_messages(gw: Gateway) -> list[Message]:
+    """Every row of the messages table, oldest first."""
+    with gw.app.extensions["gateway.db"].transaction() as session:
+        return list(session.scalars(select(Message).order_by(Message.id)))

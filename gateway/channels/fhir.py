@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 
 from gateway.auth import authenticate_source
 from gateway.channels.http import fhir_response, read_body, too_large
 from gateway.fhir.capability import capability_statement
 from gateway.fhir.outcome import from_diagnostics
-from gateway.referral import BARS_EVENTS, Received, ReferralIntake
+from gateway.referral import BARS_EVENTS, Received, ReferralIntake, source_message_id
 from gateway.store.messages import InboundMessage
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -41,6 +41,7 @@ def _receive(
     echo = {"X-Request-Id": message.request_id or ""}
     if message.correlation_id:
         echo["X-Correlation-Id"] = message.correlation_id
+    g.echo_headers = echo  # refusals carry them too (see gateway.app)
     if over:
         error = too_large()
         _intake().reject(message, error)
@@ -73,7 +74,8 @@ def process_message() -> Response:
     received, echo = _receive("fhir-message", ("message",), 200)
     header_id = str(uuid.uuid4())
     outcome_id = str(uuid.uuid4())
-    original = received.resource.get("id") or ""
+    # response.identifier is the MessageHeader.id of the request (FHIR R4), not the Bundle id.
+    original = source_message_id(received.resource) or ""
     reply = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),

@@ -24,6 +24,8 @@ def read_body() -> tuple[bytes, bool]:
         return request.stream.read(KEPT_PREFIX), True
     body = request.stream.read(limit + 1)
     if len(body) > limit:
+        if len(body) < KEPT_PREFIX:  # a small limit: still keep the promised prefix
+            body += request.stream.read(KEPT_PREFIX - len(body))
         return body[:KEPT_PREFIX], True
     return body, False
 

@@ -75,7 +75,32 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
             f"The body must be a JSON object holding a resource, not a JSON {_json_kind(value)}",
             expression="resourceType",
         )
+    if b"\\u0000" in raw:  # cheap pre-filter: only such bodies are walked
+        where = _nul_location(value)
+        if where is not None:
+            raise InvalidMessage(
+                "FHIR strings must not contain the NUL character (U+0000)", expression=where
+            )
     return value
+
+
+def _nul_location(value: dict[str, Any]) -> str | None:
+    """The location of the first key or string holding U+0000, FHIRPath style, or None."""
+    root = value.get("resourceType")
+    stack: list[tuple[Any, str]] = [(value, root if isinstance(root, str) else "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return path
+        elif isinstance(node, dict):
+            for key in node:
+                if "\x00" in key:
+                    return f"{path}.{key}"
+            stack.extend((item, f"{path}.{key}") for key, item in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(node))))
+    return None
 
 
 def _json_error(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidMessage:

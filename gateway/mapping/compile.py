@@ -75,14 +75,26 @@ def _record_properties() -> dict[str, Any]:
     return record_json_schema()["properties"]  # type: ignore[no-any-return]
 
 
-def _check_target(target: str, props: dict[str, Any], fail: Any) -> None:
-    """Fail unless ``target`` names a field of the record."""
+def _check_target(target: str, props: dict[str, Any], fail: Any) -> dict[str, Any]:
+    """The record schema node ``target`` names; fails unless it is a field of the record."""
     node: dict[str, Any] = {"properties": props}
     for part in target.split("."):
         children = node.get("properties") or node.get("items", {}).get("properties")
         if not children or part not in children:
             fail(f"rule target {target!r} is not a record field ({part!r} unknown)")
         node = children[part]
+    return node
+
+
+def _check_fields(target: str, spec: Any, node: dict[str, Any], fail: Any) -> None:
+    """Fail unless every name under ``fields`` is a field of the target's list items."""
+    if not isinstance(spec, dict) or "fields" not in spec:
+        return
+    item_props = node.get("items", {}).get("properties")
+    if not item_props:
+        fail(f"rule target {target!r} is not a list of objects, so it cannot take fields")
+    for name in spec["fields"]:
+        _check_target(name, item_props, fail)
 
 
 class _Compiler:
@@ -221,7 +233,7 @@ def _compile_rules(
         def fail(message: str, file: str = file, line: int | None = line) -> None:
             raise MappingError(message, file=file, line=line)
 
-        _check_target(target, props, fail)
+        _check_fields(target, spec, _check_target(target, props, fail), fail)
         rule = compiler.rule(target, spec, file, line)
         for path in (rule.source, rule.each):
             for name in path.contexts - known if path is not None else ():
@@ -266,6 +278,8 @@ def compile_source(directory: Path, source: str) -> Compiled:
             f"unknown time zone {tz_name!r}", file=str(top_file), line=top.lines.get("timezone")
         ) from None
     version = "+".join(f"{d['source']}@{d['version']}" for _, d in reversed(layers))
+    if len(version) > 200:
+        raise MappingError("source names and versions are too long", file=str(top_file))
     accepts = top.get("accepts")
     if not top.get("abstract") and not accepts:
         raise MappingError("a source mapping must say what it accepts", file=str(top_file))

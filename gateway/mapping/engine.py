@@ -61,7 +61,13 @@ class Mapping:
         if rule.each is not None:
             values = self._each(rule, env, state)
         elif rule.source is not None:
-            values = rule.source.evaluate(env) if rule.many else _first(rule.source.first(env))
+            if rule.many:
+                values = rule.source.evaluate(env)
+            else:
+                value = rule.source.first(env)
+                if rule.transform is None and rule.codemap is None:
+                    return rule.default if value is None else value
+                values = [] if value is None else [value]
         else:
             values = [rule.value]
         transform = rule.transform
@@ -154,10 +160,6 @@ class Mapping:
             exc.args = (exc.message,)
             exc.expression = where
         return exc
-
-
-def _first(value: Any) -> list[Any]:
-    return [] if value is None else [value]
 
 
 def _holds(cond: Condition, env: Env) -> bool:

@@ -48,25 +48,29 @@ def create_key(db: Database, kind: str, principal: str, label: str | None = None
     return key
 
 
-def revoke_keys(db: Database, kind: str, principal: str) -> int:
-    """Revoke every live key of one principal; returns how many."""
+def revoke_keys(
+    db: Database, kind: str | None = None, principal: str | None = None, key_id: int | None = None
+) -> int:
+    """Revoke live keys: one by id, or every key of one principal; returns how many."""
     count = 0
+    query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
+    if key_id is not None:
+        query = query.where(ApiKey.id == key_id)
+    else:
+        query = query.where(ApiKey.kind == kind, ApiKey.principal == principal)
     with db.transaction() as session:
-        for row in session.scalars(
-            select(ApiKey).where(
-                ApiKey.kind == kind, ApiKey.principal == principal, ApiKey.revoked_at.is_(None)
-            )
-        ):
+        for row in session.scalars(query):
             row.revoked_at = datetime.now(UTC)
             count += 1
     return count
 
 
 def list_keys(db: Database) -> list[dict[str, str | None]]:
-    """Every key's owner, label and dates (never the key)."""
+    """Every key's id, owner, label and dates (never the key)."""
     with db.transaction() as session:
         return [
             {
+                "id": str(k.id),
                 "kind": k.kind,
                 "principal": k.principal,
                 "label": k.label,

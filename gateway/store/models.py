@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -28,6 +29,7 @@ class Message(Base):
     """Every inbound message, kept raw with its status (accepted, rejected, failed)."""
 
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_source_body", "source", "body_sha256"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -66,10 +68,7 @@ class RecordVersion(Base):
     """One version of a referral's record; ``seq`` is the feed cursor (commit order)."""
 
     __tablename__ = "record_versions"
-    __table_args__ = (
-        UniqueConstraint("referral_id", "version"),
-        UniqueConstraint("referral_id", "content_sha256"),
-    )
+    __table_args__ = (UniqueConstraint("referral_id", "version"),)
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)

@@ -47,11 +47,14 @@ def store_referral(
     record: dict[str, Any],
     content_sha256: str,
 ) -> Stored:
-    """Store a new referral or a new version; the same content again stores nothing.
+    """Store a new referral or a new version; a repeat stores nothing and returns what it made.
 
-    Two identical requests at the same moment make one record: the unique constraints on
-    (source, referral identifier) and (referral, content hash) stop the second, which is then
-    retried and finds the first.
+    A repeat is either the same message again (same source and body bytes as one accepted
+    before: a retry, however late, returns the version it made and never reopens a referral
+    that has moved on) or a new message whose content equals the current version. Two
+    identical requests at the same moment make one record: the unique constraints on
+    (source, referral identifier) and (referral, version) stop the second, which is retried
+    and then finds the first.
     """
     identifier = str(record["referral"]["identifier"])
     for _ in range(_RETRIES):
@@ -61,6 +64,36 @@ def store_referral(
         except IntegrityError:
             continue
     raise StoreUnavailable("the referral could not be stored after repeated conflicts")
+
+
+def _version(session: Session, referral_id: str, **where: Any) -> RecordVersion | None:
+    """One stored version of a referral, chosen by column values."""
+    query = select(RecordVersion).where(RecordVersion.referral_id == referral_id)
+    for column, value in where.items():
+        query = query.where(getattr(RecordVersion, column) == value)
+    return session.scalars(query.limit(1)).first()
+
+
+def _repeat_of(
+    session: Session, message: InboundMessage, referral: Referral, content_sha256: str
+) -> RecordVersion | None:
+    """The version a repeated message made, or the current version when content is unchanged."""
+    earlier = session.scalars(
+        select(Message.record_version)
+        .where(
+            Message.source == message.source,
+            Message.body_sha256 == message.sha256,
+            Message.referral_id == referral.id,
+            Message.status == "accepted",
+        )
+        .limit(1)
+    ).first()
+    if earlier is not None:
+        return _version(session, referral.id, version=earlier)
+    current = _version(session, referral.id, version=referral.current_version)
+    if current is not None and current.content_sha256 == content_sha256:
+        return current
+    return None
 
 
 def _store_once(
@@ -80,12 +113,7 @@ def _store_once(
         )
     ).first()
     if referral is not None:
-        same = session.scalars(
-            select(RecordVersion).where(
-                RecordVersion.referral_id == referral.id,
-                RecordVersion.content_sha256 == content_sha256,
-            )
-        ).first()
+        same = _repeat_of(session, message, referral, content_sha256)
         if same is not None:
             return Stored(
                 referral.id,

@@ -154,3 +154,22 @@ def test_stored_message_keeps_raw_bytes(gateway: Gateway) -> None:
         assert row.body == path.read_bytes()
         assert row.status == "accepted"
         assert orjson.loads(row.body)["resourceType"] == "ServiceRequest"
+
+
+def test_late_retry_does_not_reopen_but_a_new_message_does(gateway: Gateway) -> None:
+    folder = FIXTURES / "emis-web"
+    original = (folder / "01-new-referral.json").read_bytes()
+    first = post(gateway, Fixture("emis-web", folder / "01-new-referral.json"))
+    post(gateway, Fixture("emis-web", folder / "03-cancellation.json"))
+    retry = gateway.post("/fhir/$process-message", original, "emis-web")
+    assert retry.status_code == 200
+    assert retry.headers["X-Record-Version"] == "1"
+    record_id = first.headers["X-Record-Id"]
+    assert gateway.get(f"/records/{record_id}").json["status"] == "cancelled"
+    # The referrer reopens the referral: a new message (new ids) with the first content.
+    reopened = json.loads(original)
+    reopened["id"] = "5f0c8f0e-0000-4000-8000-000000000001"
+    reopened["entry"][0]["resource"]["id"] = "5f0c8f0e-0000-4000-8000-000000000002"
+    again = gateway.post("/fhir/$process-message", json.dumps(reopened).encode(), "emis-web")
+    assert again.headers["X-Record-Version"] == "3"
+    assert gateway.get(f"/records/{record_id}").json["status"] == "active"

@@ -52,6 +52,7 @@ def upgrade() -> None:
     op.create_index("ix_messages_received_at", "messages", ["received_at"])
     op.create_index("ix_messages_source", "messages", ["source"])
     op.create_index("ix_messages_status", "messages", ["status"])
+    op.create_index("ix_messages_source_body", "messages", ["source", "body_sha256"])
     op.create_table(
         "record_versions",
         sa.Column("seq", big_id, primary_key=True, autoincrement=True),
@@ -63,7 +64,6 @@ def upgrade() -> None:
         sa.Column("received_at", stamp, nullable=False),
         sa.Column("message_id", big_id, sa.ForeignKey("messages.id"), nullable=False),
         sa.UniqueConstraint("referral_id", "version"),
-        sa.UniqueConstraint("referral_id", "content_sha256"),
     )
     op.create_index("ix_record_versions_referral_id", "record_versions", ["referral_id"])
     op.create_table(
