@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +120,20 @@ class LineDict(dict[str, Any]):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings record the line numbers of their keys."""
+    """SafeLoader whose mappings record the line numbers of their keys and refuse duplicates."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        plain = super().construct_mapping(node, deep=True)
-        out = LineDict({str(k): v for k, v in plain.items()})
+        out = LineDict()
         out.line = node.start_mark.line + 1
-        out.lines = {
-            self.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value
-        }
+        out.lines = {}
+        for key_node, value_node in node.value:
+            key = str(self.construct_object(key_node, deep=True))
+            if key in out:
+                raise yaml.MarkedYAMLError(
+                    problem=f"{key!r} is given twice", problem_mark=key_node.start_mark
+                )
+            out[key] = self.construct_object(value_node, deep=True)
+            out.lines[key] = key_node.start_mark.line + 1
         return out
 
 
@@ -139,13 +145,24 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
 def line_of(doc: Any, path: list[Any]) -> int | None:
-    """The line of the deepest key in ``path`` that the document records."""
+    """The line of the deepest key in ``path`` that the document records.
+
+    Error paths split keys on dots, so a dotted key (a rule target such as
+    ``referral.priority``) is found by joining the following parts until a key matches.
+    """
     line = getattr(doc, "line", None)
     node = doc
-    for key in path:
-        if isinstance(node, LineDict) and key in node:
-            line = node.lines.get(key, line)
-            node = node[key]
+    parts = list(path)
+    while parts:
+        key = parts.pop(0)
+        if isinstance(node, LineDict):
+            joined = str(key)
+            while joined not in node and parts:
+                joined = f"{joined}.{parts.pop(0)}"
+            if joined not in node:
+                break
+            line = node.lines.get(joined, line)
+            node = node[joined]
         elif isinstance(node, list) and isinstance(key, int) and key < len(node):
             node = node[key]
             line = getattr(node, "line", line)
@@ -154,12 +171,17 @@ def line_of(doc: Any, path: list[Any]) -> int | None:
     return line
 
 
+_NOT_ALLOWED = re.compile(r"must not contain \{'([^']+)'")
+
+
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file, naming file and line on a syntax error."""
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        # An unclosed bracket is reported where the parser gave up; name where it opened.
+        mark = exc.context_mark if exc.context and "flow" in exc.context else exc.problem_mark
+        line = mark.line + 1 if mark else None
         raise MappingError(f"YAML syntax: {exc.problem}", file=str(path), line=line) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingError(f"cannot read: {exc}", file=str(path)) from None
@@ -172,6 +194,9 @@ def _checked(path: Path, check: Any) -> Any:
         check(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
         where = [p for p in (exc.path or []) if p != "data"]
+        unknown = _NOT_ALLOWED.search(exc.message)
+        if exc.rule == "additionalProperties" and unknown:
+            where.append(unknown.group(1))
         raise MappingError(
             f"{'.'.join(map(str, where)) or 'file'}: {exc.message.replace('data.', '')}",
             file=str(path),

@@ -34,11 +34,17 @@ class Env:
 
 
 class ResourceIndex:
-    """Finds the resource a Reference points at: bundle fullUrl, Type/id, or #contained."""
+    """Finds the resource a Reference points at: bundle fullUrl, Type/id, or #contained.
+
+    A ``#id`` reference names a resource contained in the same resource as the reference.
+    When only one container in the message has that id (the usual case) it is found
+    directly; otherwise the containers are searched for the reference itself.
+    """
 
     def __init__(self, root: dict[str, Any]) -> None:
         self.by_key: dict[str, dict[str, Any]] = {}
         self.entries: list[tuple[str, dict[str, Any]]] = []
+        self.contained: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         if root.get("resourceType") == "Bundle":
             for position, entry in enumerate(_as_list(root.get("entry"))):
                 resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -58,10 +64,20 @@ class ResourceIndex:
             self.by_key.setdefault(f"{rtype}/{rid}", resource)
         for inner in _as_list(resource.get("contained")):
             if isinstance(inner, dict) and isinstance(inner.get("id"), str):
-                self.by_key.setdefault("#" + inner["id"], inner)
+                self.contained.setdefault("#" + inner["id"], []).append((resource, inner))
 
-    def resolve(self, reference: str) -> dict[str, Any] | None:
-        """The resource a reference string names, or None."""
+    def resolve(self, reference: str, holder: Any = None) -> dict[str, Any] | None:
+        """The resource a reference string names, or None; ``holder`` is the Reference."""
+        if reference.startswith("#"):
+            candidates = self.contained.get(reference)
+            if not candidates:
+                return None
+            if len(candidates) == 1 or holder is None:
+                return candidates[0][1]
+            for container, inner in candidates:
+                if _holds_node(container, holder):
+                    return inner
+            return None
         found = self.by_key.get(reference)
         if found is None and "/" in reference and not reference.startswith("urn:"):
             parts = reference.rstrip("/").split("/")
@@ -69,6 +85,17 @@ class ResourceIndex:
                 parts = parts[: parts.index("_history")]
             found = self.by_key.get("/".join(parts[-2:]))
         return found
+
+
+def _holds_node(tree: Any, node: Any) -> bool:
+    """Whether ``node`` (by identity) is inside ``tree``."""
+    if tree is node:
+        return True
+    if isinstance(tree, dict):
+        return any(_holds_node(v, node) for v in tree.values())
+    if isinstance(tree, list):
+        return any(_holds_node(v, node) for v in tree)
+    return False
 
 
 def _as_list(value: Any) -> Collection:
@@ -208,6 +235,7 @@ class _Parser:
         self.toks = _tokens(text)
         self.pos = 0
         self.relative = relative
+        self.name_kinds = ("id",)
         self.contexts: set[str] = set()
         self.consumed: set[tuple[str, str]] = set()
 
@@ -264,7 +292,11 @@ class _Parser:
         return Alternative(root, tuple(steps), tuple(keys), memo)
 
     def step(self) -> tuple[Step, str | None]:
-        _, name = self.take()
+        kind, name = self.take()
+        if kind not in self.name_kinds:
+            raise PathSyntaxError(
+                f"expected an element name after '.', got {name!r} in {self.text!r}"
+            )
         if self.peek() != ("op", "("):
             return _element(name), name
         self.take("(")
@@ -426,7 +458,7 @@ def _resolve(col: Collection, env: Env) -> Collection:
     for item in col:
         ref = item.get("reference") if isinstance(item, dict) else None
         if isinstance(ref, str):
-            found = env.index.resolve(ref)
+            found = env.index.resolve(ref, item)
             if found is not None:
                 env.touched.add(id(found))
                 out.append(found)

@@ -117,8 +117,8 @@ def fhir_datetime(value: Any, state: MapState) -> str | None:
     text = _text(value)
     if text is None:
         return None
-    if len(text) == 10:
-        return fhir_date(text, state)  # type: ignore[no-any-return]
+    if len(text) <= 10 and _DATE.fullmatch(text):
+        return text  # a date, or a partial date (YYYY, YYYY-MM): no time, no zone
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

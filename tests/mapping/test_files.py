@@ -145,11 +145,6 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path, insert: str, marker: s
     assert_names(error, path, line_holding(path, marker))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG gateway/mapping/files.py read_yaml reports PyYAML's problem_mark (where the "
-    "parser gave up, the next line) rather than the unclosed '{' (context_mark)",
-)
 def test_unclosed_flow_mapping_names_its_line(tmp_path: Path) -> None:
     folder = copy_mappings(tmp_path, "emis-web")
     path = break_file(
@@ -202,12 +197,6 @@ def test_code_map_default_policy_needs_a_default(tmp_path: Path) -> None:
     assert_names(load_error(folder), path, line_holding(path, "  priority:"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG gateway/mapping/files.py _checked: fastjsonschema reports the error path by "
-    "splitting 'data.rules.referral.priority' on dots, so line_of never finds a dotted rule "
-    "target and every schema error inside a rule is reported at the 'rules:' line",
-)
 @pytest.mark.parametrize(
     "spec",
     ['{from: "%referral.priority", tranform: text}', '{from: "%referral.priority", list: maybe}'],
@@ -221,36 +210,12 @@ def test_schema_violation_in_a_rule_names_the_rule_line(tmp_path: Path, spec: st
     assert_names(load_error(folder), path, line_holding(path, "referral.priority:"))
 
 
-def test_schema_violation_in_a_rule_names_the_file_today(tmp_path: Path) -> None:
-    """Until the line bug above is fixed, the file and the rule at least are named."""
-    folder = copy_mappings(tmp_path, "emis-web")
-    path = break_file(
-        folder,
-        "emis-web/mapping.yaml",
-        "\nrules:\n",
-        '  referral.priority: {from: "%referral.priority", tranform: text}\n',
-    )
-    error = load_error(folder)
-    assert re.match(rf"{re.escape(str(path))}:\d+: ", str(error)), str(error)
-    assert "referral" in str(error) and "priority" in str(error)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG gateway/mapping/files.py _checked: an unknown top-level key is reported at the "
-    "first key of the file (the document's line), not at the unknown key",
-)
 def test_unknown_top_level_key_names_its_line(tmp_path: Path) -> None:
     folder = copy_mappings(tmp_path, "emis-web")
     path = break_file(folder, "emis-web/mapping.yaml", "accepts: [message]\n", "acepts: [x]\n")
     assert_names(load_error(folder), path, line_holding(path, "acepts"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG gateway/mapping/files.py _LineLoader: a rule target written twice in one file is "
-    "accepted and the first rule silently dropped (PyYAML keeps the last duplicate key)",
-)
 def test_duplicate_rule_in_one_file_is_an_error(tmp_path: Path) -> None:
     folder = copy_mappings(tmp_path, "emis-web")
     path = break_file(

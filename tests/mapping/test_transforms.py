@@ -126,11 +126,6 @@ def test_datetime_unparsed_is_dropped_and_diagnosed(value: str) -> None:
     assert value not in st.diagnostics[0]["message"]  # no patient data in diagnostics
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG gateway/mapping/transforms.py fhir_datetime: FHIR dateTime allows partial dates "
-    "(YYYY, YYYY-MM); they are dropped and diagnosed as 'not an ISO 8601 date-time'",
-)
 @pytest.mark.parametrize("partial", ["2026", "2026-07"])
 def test_datetime_keeps_partial_fhir_dates(partial: str) -> None:
     st = state()
