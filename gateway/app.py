@@ -10,11 +10,12 @@ from typing import Any
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from gateway.channels import fhir, records, service
+from gateway.channels import fhir, hl7v2, records, service
 from gateway.channels.http import fhir_response
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error, issue, operation_outcome
+from gateway.hl7v2.intake import V2Intake
 from gateway.mapping.engine import load_mappings
 from gateway.referral import ReferralIntake
 from gateway.store.database import Database
@@ -40,7 +41,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["gateway.mappings"] = mappings
     app.extensions["gateway.keys"] = KeyRing(db)
     app.extensions["gateway.intake"] = ReferralIntake(db, mappings)
-    for blueprint in (fhir.bp, records.bp, service.bp):
+    app.extensions["gateway.v2intake"] = V2Intake(db, mappings)
+    for blueprint in (fhir.bp, hl7v2.bp, records.bp, service.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
     return app

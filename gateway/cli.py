@@ -56,6 +56,40 @@ def serve(host: str | None, port: int | None, workers: int | None, no_migrate: b
 
 
 @main.command()
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    required=True,
+    metavar="SOURCE=PORT",
+    help="An HL7 v2 source and the port its MLLP listener takes (repeatable).",
+)
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
+def mllp(listen: tuple[str, ...], host: str | None, no_migrate: bool) -> None:
+    """Run MLLP listeners for HL7 v2 sources (AA only once a message is stored)."""
+    import logging
+
+    from gateway.hl7v2.listener import run as run_mllp
+
+    config = load_config()
+    logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
+    ports: dict[str, int] = {}
+    for item in listen:
+        source, _, port = item.partition("=")
+        if not port.isdigit():
+            raise click.UsageError(f"--listen takes SOURCE=PORT, not {item!r}")
+        ports[source] = int(port)
+    mappings = _mappings(config["MAPPINGS_DIR"])
+    for source in ports:
+        if source not in mappings or mappings[source].compiled.format != "hl7v2":
+            raise click.ClickException(f"{source!r} is not an HL7 v2 source")
+    if not no_migrate:
+        upgrade(Database(config["DATABASE_URL"]))
+    run_mllp(config, ports, host or config["HOST"])
+
+
+@main.command()
 @click.option("--source", required=True, help="Source system (a folder under mappings/).")
 @click.option("--mappings", "mappings_dir", default=None, help="Mappings folder.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -23,8 +23,19 @@ DEFAULTS: dict[str, Any] = {
     "WORKERS": 2,
     "THREADS": 4,
     "LOG_LEVEL": "INFO",
+    # MLLP: seconds a connection may sit idle, and connections served at once per port.
+    "MLLP_IDLE_TIMEOUT": 60,
+    "MLLP_MAX_CONNECTIONS": 64,
 }
-_INTS = {"MAX_BODY_BYTES", "MAX_PAGE", "PORT", "WORKERS", "THREADS"}
+_INTS = {
+    "MAX_BODY_BYTES",
+    "MAX_PAGE",
+    "PORT",
+    "WORKERS",
+    "THREADS",
+    "MLLP_IDLE_TIMEOUT",
+    "MLLP_MAX_CONNECTIONS",
+}
 
 
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

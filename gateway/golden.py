@@ -12,10 +12,12 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error
+from gateway.hl7v2.ack import ack_code
+from gateway.hl7v2.intake import translate_v2
 from gateway.mapping.engine import Mapping
 from gateway.referral import translate_message
 
-INPUT_SUFFIXES = (".json", ".xml")
+INPUT_SUFFIXES = (".json", ".xml", ".hl7")
 EXPECTED_SUFFIXES = (".record.json", ".outcome.json")
 
 
@@ -55,13 +57,21 @@ def content_type_for(path: Path) -> str:
 
 
 def translate_file(mappings: dict[str, Mapping], source: str, path: Path) -> tuple[str, Any]:
-    """("record", record) or ("outcome", {status, outcome}) for one message file."""
+    """("record", record) or ("outcome", {status, [ack,] outcome}) for one message file."""
+    v2 = mappings[source].compiled.format == "hl7v2"
     try:
-        _, record, _ = translate_message(
-            mappings, source, path.read_bytes(), content_type_for(path)
-        )
+        if v2:
+            _, record = translate_v2(mappings, source, path.read_bytes())
+        else:
+            _, record, _ = translate_message(
+                mappings, source, path.read_bytes(), content_type_for(path)
+            )
     except GatewayError as exc:
-        return "outcome", {"status": exc.status, "outcome": from_error(exc)}
+        outcome: dict[str, Any] = {"status": exc.status}
+        if v2:
+            outcome["ack"] = ack_code(exc)
+        outcome["outcome"] = from_error(exc)
+        return "outcome", outcome
     return "record", record
 
 

@@ -164,6 +164,18 @@ class Organisation(Strict):
             raise ValidationError("a name or an ODS code is required", "name")
 
 
+class Discharge(Strict):
+    """Hospital discharge facts, when a discharge team refers (HL7 v2 ADT^A03)."""
+
+    date = fields.String(allow_none=True)
+    hospital_ods_code = fields.String(
+        allow_none=True, validate=validate.Regexp(r"^[A-Z0-9]{3,6}$", error="ODS code, max 6")
+    )
+    ward = _text(200)
+    specialty = _text(200)
+    disposition = _text(200)
+
+
 class ReferralDetails(Strict):
     """Referral details (M)."""
 
@@ -178,6 +190,29 @@ class ReferralDetails(Strict):
     priority = fields.String(allow_none=True, validate=validate.OneOf(PRIORITIES))
     referral_to = fields.Nested(Organisation, required=True)
     return_response_to = fields.Nested(Organisation, allow_none=True)
+    discharge = fields.Nested(Discharge, allow_none=True)
+
+
+class Assessment(Strict):
+    """An assessment result (PRSB Assessments): what was measured, the value and its unit."""
+
+    coding = fields.Nested(Coding, required=True)
+    value = fields.Float(allow_none=True)
+    text = _text(1000)
+    unit = _text(50)
+    date = fields.String(allow_none=True)
+
+    json_schema_extra = {
+        "anyOf": [
+            {"required": ["value"], "properties": {"value": {"type": "number"}}},
+            {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        ]
+    }
+
+    @validates_schema
+    def _valued(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("value") is None and not data.get("text"):
+            raise ValidationError("an assessment needs a value or text", "value")
 
 
 class Risk(Strict):
@@ -249,6 +284,7 @@ class ReferralRecord(Strict):
     consent = fields.Nested(Consent, allow_none=True)
     referral = fields.Nested(ReferralDetails, required=True)
     presenting_issues = fields.List(fields.Nested(Coding))
+    assessments = fields.List(fields.Nested(Assessment))
     risks = fields.Nested(Risks, required=True)
     provenance = fields.Nested(Provenance, required=True)
     diagnostics = fields.List(fields.Nested(Diagnostic))

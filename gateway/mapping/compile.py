@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import MappingError
+from gateway.mapping import transforms_v2  # noqa: F401  (registers the HL7 v2 transforms)
 from gateway.mapping.codemaps import CodeMap
 from gateway.mapping.files import LineDict, read_codemap_file, read_mapping_file
 from gateway.mapping.paths import CompiledPath, PathSyntaxError, compile_path
@@ -60,6 +61,8 @@ class Compiled:
 
     source: str
     version: str
+    format: str
+    strict: bool
     abstract: bool
     accepts: tuple[str, ...]
     timezone: ZoneInfo
@@ -100,12 +103,13 @@ def _check_fields(target: str, spec: Any, node: dict[str, Any], fail: Any) -> No
 class _Compiler:
     """Compiles one layered mapping, remembering file and line for every error."""
 
-    def __init__(self, codemaps: dict[str, CodeMap]) -> None:
+    def __init__(self, codemaps: dict[str, CodeMap], segments: bool) -> None:
         self.codemaps = codemaps
+        self.segments = segments
 
     def path(self, text: str, file: str, line: int | None, relative: bool = False) -> CompiledPath:
         try:
-            return compile_path(text, relative=relative)
+            return compile_path(text, relative=relative, segments=self.segments)
         except PathSyntaxError as exc:
             raise MappingError(f"path: {exc}", file=file, line=line) from None
 
@@ -245,7 +249,16 @@ def _compile_rules(
 def compile_source(directory: Path, source: str) -> Compiled:
     """Load, layer, schema-check and compile the mapping for one source folder."""
     layers = _layers(directory, source)
-    compiler = _Compiler(_codemaps(directory, layers, source))
+    formats = {d.get("format", "fhir") for _, d in layers}
+    if len(formats) > 1:
+        file, doc = layers[-1]
+        raise MappingError(
+            "a mapping cannot extend a layer of another format (fhir / hl7v2)",
+            file=str(file),
+            line=doc.lines.get("extends"),
+        )
+    message_format = formats.pop()
+    compiler = _Compiler(_codemaps(directory, layers, source), message_format == "hl7v2")
     contexts: dict[str, tuple[Any, str, int | None]] = {}
     rules: dict[str, tuple[Any, str, int | None]] = {}
     ignore: set[str] = set()
@@ -268,6 +281,18 @@ def compile_source(directory: Path, source: str) -> Compiled:
     for path in paths:
         for name, element in path.consumed if path is not None else ():
             consumed.setdefault(name, set()).add(element)
+    # Fields of an each over whole segments (OBX.where(...)) are fields of that segment.
+    for rule in compiled_rules:
+        if rule.each is not None:
+            for segment in rule.each.selects_segments:
+                for field_rule in rule.fields:
+                    for path in (field_rule.source, field_rule.each):
+                        names = {n for c, n in path.consumed if c == "$this"} if path else set()
+                        consumed.setdefault(segment, set()).update(names)
+    # A context bound to a segment (referrer: "PRD.where(1 = 'RP')") reads for that segment.
+    for ctx in compiled_contexts:
+        for segment in {c for c, _ in ctx.path.consumed if c.startswith("@")}:
+            consumed[segment].update(consumed.get(ctx.name, ()))
     tz_name = top.get("timezone") or next(
         (d["timezone"] for _, d in reversed(layers) if d.get("timezone")), "Europe/London"
     )
@@ -283,9 +308,18 @@ def compile_source(directory: Path, source: str) -> Compiled:
     accepts = top.get("accepts")
     if not top.get("abstract") and not accepts:
         raise MappingError("a source mapping must say what it accepts", file=str(top_file))
+    for kind in accepts or ():
+        if ("^" in kind) != (message_format == "hl7v2"):
+            raise MappingError(
+                f"accepts {kind!r} does not suit a {message_format} mapping",
+                file=str(top_file),
+                line=top.lines.get("accepts"),
+            )
     return Compiled(
         source=source,
         version=version,
+        format=message_format,
+        strict=bool(top.get("strict", False)),
         abstract=bool(top.get("abstract")),
         accepts=tuple(accepts or ()),
         timezone=timezone,

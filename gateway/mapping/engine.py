@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,12 @@ from gateway.errors import GatewayError, MappingError, RequiredMissing
 from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, Condition, Rule, compile_source
 from gateway.mapping.paths import Env, ResourceIndex
 from gateway.mapping.transforms import MapState
+from gateway.record import ReferralRecord
 from gateway.record_schema import validate_record
 
 _CONTEXT_REF = re.compile(r"%([A-Za-z_]\w*)")
+#: Top-level sections in the record schema's order, so records read the same for every source.
+_SECTIONS = tuple(ReferralRecord().fields)
 
 
 class Mapping:
@@ -25,6 +29,40 @@ class Mapping:
         self.accepts = compiled.accepts
         self._targets = {".".join(r.target): r for r in compiled.rules}
         self._contexts = {c.name: c for c in compiled.contexts}
+        self._plan = tuple((r.target, self._rule_function(r)) for r in compiled.rules)
+
+    def _rule_function(self, rule: Rule) -> Callable[[Env, MapState], Any]:
+        """A function computing one rule's value, specialised for the common simple shapes.
+
+        Rules run once per message each, so the shape is decided here, once, at load.
+        """
+        general = rule.each is not None or rule.many or rule.when is not None
+        if general or rule.source is None:
+            return lambda env, state: self._evaluate(rule, env, state)
+        first, default, text = rule.source.first, rule.default, rule.source.text
+        tf = rule.transform.func if rule.transform else None
+        if rule.transform is not None and rule.transform.collection:
+            return lambda env, state: self._evaluate(rule, env, state)
+        cm = rule.codemap.apply if rule.codemap else None
+        if tf is None and cm is None:
+            if default is None:
+                return lambda env, state: first(env)
+            return lambda env, state: _or(first(env), default)
+
+        def convert(env: Env, state: MapState) -> Any:
+            value = first(env)
+            if value is None:
+                return default
+            state.where = text
+            if tf is not None:
+                value = tf(value, state)
+                if value is None:
+                    return default
+            if cm is not None:
+                value = cm(value, state)
+            return default if value is None else value
+
+        return convert
 
     def translate(self, message: dict[str, Any]) -> dict[str, Any]:
         """The validated record for ``message`` (received_at left unset), or a domain error."""
@@ -37,16 +75,18 @@ class Mapping:
                 where = self._describe(ctx.path.text, env)
                 raise RequiredMissing(f"the message has no {ctx.name} ({where})", expression=where)
         record: dict[str, Any] = {}
-        for rule in self.compiled.rules:
-            path = rule.source or rule.each
-            state.where = path.text if path else ""
-            value = self._evaluate(rule, env, state)
+        for target, compute in self._plan:
+            value = compute(env, state)
             if value is not None:
-                _put(record, rule.target, value)
+                _put(record, target, value)
+        record = {key: record[key] for key in _SECTIONS if key in record}
         provenance = record.setdefault("provenance", {})
         provenance["source_system"] = self.source
         provenance["mapping_version"] = self.version
-        self._unused(env, state)
+        if self.compiled.format == "hl7v2":
+            self._unused_segments(message, state)
+        else:
+            self._unused(env, state)
         record["diagnostics"] = state.diagnostics
         try:
             validate_record(record)
@@ -58,6 +98,8 @@ class Mapping:
         """One rule's value: selected, transformed, code-mapped, defaulted."""
         if rule.when is not None and not _holds(rule.when, env):
             return None
+        path = rule.source or rule.each
+        state.where = path.text if path else ""
         if rule.each is not None:
             values = self._each(rule, env, state)
         elif rule.source is not None:
@@ -133,6 +175,29 @@ class Mapping:
                     "unused-element", "element present but not mapped", f"{rtype}.{name}"
                 )
 
+    def _unused_segments(self, tree: dict[str, Any], state: MapState) -> None:
+        """Diagnose segments no rule reads (Z-segments included) and fields no rule reads."""
+        consumed = self.compiled.consumed
+        ignore = self.compiled.ignore
+        for name, occurrences in tree.items():
+            fields = consumed.get("@" + name)
+            if name in ignore:
+                continue
+            if fields is None:
+                state.diagnose("unused-segment", "segment present but not mapped", name)
+                continue
+            if "" in fields:
+                continue
+            seen: set[str] = set()
+            for segment in occurrences:
+                for number in segment:
+                    if number.isdigit() and number not in fields and number not in seen:
+                        seen.add(number)
+                        if f"{name}.{number}" not in ignore:
+                            state.diagnose(
+                                "unused-field", "field present but not mapped", f"{name}-{number}"
+                            )
+
     def _describe(self, text: str, env: Env) -> str:
         """Path text with each %context replaced by the type of resource it found."""
 
@@ -160,6 +225,10 @@ class Mapping:
             exc.args = (exc.message,)
             exc.expression = where
         return exc
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _holds(cond: Condition, env: Env) -> bool:

@@ -57,10 +57,17 @@ MAPPING_FILE_SCHEMA: dict[str, Any] = {
         "description": {"type": "string"},
         "abstract": {"type": "boolean"},
         "extends": _NAME,
+        "format": {"enum": ["fhir", "hl7v2"]},
+        "strict": {"type": "boolean"},
         "accepts": {
             "type": "array",
             "minItems": 1,
-            "items": {"enum": ["message", "transaction", "batch", "ServiceRequest"]},
+            "items": {
+                "anyOf": [
+                    {"enum": ["message", "transaction", "batch", "ServiceRequest"]},
+                    {"type": "string", "pattern": "^[A-Z0-9]{3}\\^[A-Z0-9]{3}$"},
+                ]
+            },
         },
         "timezone": {"type": "string"},
         "contexts": {
@@ -83,7 +90,10 @@ MAPPING_FILE_SCHEMA: dict[str, Any] = {
                 "anyOf": [{"type": "null"}, {"$ref": "#/definitions/rule_or_path"}]
             },
         },
-        "ignore": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Z]\w*\.\w+$"}},
+        "ignore": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[A-Z][A-Za-z0-9]*(\.\w+)?$"},
+        },
     },
 }
 CODEMAP_FILE_SCHEMA: dict[str, Any] = {

@@ -116,6 +116,8 @@ class CompiledPath:
     alternatives: tuple[Alternative, ...]
     contexts: frozenset[str]
     consumed: frozenset[tuple[str, str]]
+    #: HL7 v2 segments whose occurrences this path selects whole (OBX.where(...)).
+    selects_segments: frozenset[str] = frozenset()
 
     def evaluate(self, env: Env) -> Collection:
         """Every value of the first alternative that selects anything (``|`` is a fallback)."""
@@ -207,7 +209,7 @@ def _generate(alt: Alternative) -> Callable[[Env], Collection]:
 
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>!=|[.()|=,])"
+    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>-?\d+)|(?P<op>!=|[.()|=,])"
     r"|(?P<var>%[A-Za-z_][A-Za-z0-9_]*)|(?P<this>\$this)|(?P<id>[A-Za-z_][A-Za-z0-9_]*))"
 )
 
@@ -230,14 +232,22 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 class _Parser:
     """Recursive-descent parser producing step closures."""
 
-    def __init__(self, text: str, relative: bool) -> None:
+    def __init__(self, text: str, relative: bool, segments: bool) -> None:
         self.text = text
         self.toks = _tokens(text)
         self.pos = 0
         self.relative = relative
-        self.name_kinds = ("id",)
+        self.segments = segments
+        # HL7 v2 paths name fields and components by number (PID.3.1).
+        self.name_kinds: tuple[str, ...] = ("id", "num") if segments else ("id",)
         self.contexts: set[str] = set()
         self.consumed: set[tuple[str, str]] = set()
+        self.term_names: list[str] = []
+        self.whole_segments: set[str] = set()
+
+    def element(self, name: str) -> Step:
+        """An element step; HL7 v2 numbered steps read a plain component as its part 1."""
+        return _numbered(name) if self.segments and name.isdigit() else _element(name)
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.pos] if self.pos < len(self.toks) else None
@@ -258,7 +268,11 @@ class _Parser:
         if self.peek() is not None:
             raise PathSyntaxError(f"unexpected {self.peek()[1]!r} in {self.text!r}")  # type: ignore[index]
         return CompiledPath(
-            self.text, tuple(alternatives), frozenset(self.contexts), frozenset(self.consumed)
+            self.text,
+            tuple(alternatives),
+            frozenset(self.contexts),
+            frozenset(self.consumed),
+            frozenset(self.whole_segments),
         )
 
     def path(self) -> Alternative:
@@ -273,21 +287,46 @@ class _Parser:
             self.contexts.add(context)
         elif kind == "this":
             root = _this_root
+        elif kind == "id" and value[0].isupper() and not self.relative and self.segments:
+            # HL7 v2: a root names a segment of the message (PID, PRD, ZSP...).
+            root = _message_root
+            steps.append(_element(value))
+            context = "@" + value
         elif kind == "id" and value[0].isupper() and not self.relative:
             root = _type_root(value)
-        elif kind == "id":
+        elif kind in self.name_kinds:
             root = _this_root
-            steps.append(_element(value))
+            steps.append(self.element(value))
         else:
             raise PathSyntaxError(f"a path cannot start with {value!r} in {self.text!r}")
         keys: list[str] = [value] if steps else []
+        if root is _message_root:
+            keys = ["@" + value]
         while self.peek() == ("op", "."):
             self.take(".")
+            self.term_names = []
             step, name = self.step()
-            if context is not None and name is not None and not steps:
+            if context is not None and context.startswith("@") and len(steps) == 1:
+                # where() right after a segment reads the fields its terms name.
+                self.consumed.update((context, n) for n in self.term_names)
+            first = len(steps) == (1 if context and context.startswith("@") else 0)
+            if context is not None and name is not None and first:
                 self.consumed.add((context, name))
             steps.append(step)
             keys.append("".join(v for _, v in self.toks[start : self.pos]))
+        if context is not None and context.startswith("@"):
+            if len(steps) == 1:
+                self.consumed.add((context, ""))  # the whole segment is read
+            deeper = (
+                getattr(step, "element", None) or getattr(step, "numbered", None)
+                for step in steps[1:]
+            )
+            if not any(deeper):
+                self.whole_segments.add(context)
+        elif self.relative and steps:
+            name = getattr(steps[0], "element", None) or getattr(steps[0], "numbered", None)
+            if isinstance(name, str):
+                self.consumed.add(("$this", name))
         memo = kind in ("var", "id") and not (kind == "id" and root is _this_root)
         return Alternative(root, tuple(steps), tuple(keys), memo)
 
@@ -298,7 +337,7 @@ class _Parser:
                 f"expected an element name after '.', got {name!r} in {self.text!r}"
             )
         if self.peek() != ("op", "("):
-            return _element(name), name
+            return self.element(name), name
         self.take("(")
         if name == "where":
             cond = self.condition()
@@ -321,6 +360,16 @@ class _Parser:
         return simple[name], None
 
     def condition(self) -> Callable[[Any, Env], bool]:
+        """Terms joined by ``and``, groups of those joined by ``or`` (and binds tighter)."""
+        groups = [self.conjunction()]
+        while self.peek() == ("id", "or"):
+            self.take("or")
+            groups.append(self.conjunction())
+        if len(groups) == 1:
+            return groups[0]
+        return lambda item, env: any(g(item, env) for g in groups)
+
+    def conjunction(self) -> Callable[[Any, Env], bool]:
         terms = [self.term()]
         while self.peek() == ("id", "and"):
             self.take("and")
@@ -331,6 +380,7 @@ class _Parser:
 
     def term(self) -> Callable[[Any, Env], bool]:
         names: list[str] = [self.take()[1]]
+        self.term_names.append(names[0])
         func: str | None = None
         while self.peek() == ("op", "."):
             self.take(".")
@@ -365,7 +415,10 @@ class _Parser:
         if kind == "str":
             return value[1:-1].replace("\\'", "'")
         if kind == "num":
-            return float(value) if "." in value else int(value)
+            if self.peek() == ("op", ".") and self.pos + 1 < len(self.toks):
+                self.take(".")
+                return float(f"{value}.{self.take()[1]}")
+            return int(value)
         if value in ("true", "false"):
             return value == "true"
         raise PathSyntaxError(f"expected a literal, got {value!r} in {self.text!r}")
@@ -376,6 +429,10 @@ def _context_root(name: str) -> Callable[[Env], Collection]:
         return env.contexts.get(name, [])
 
     return root
+
+
+def _message_root(env: Env) -> Collection:
+    return [env.root]
 
 
 def _this_root(env: Env) -> Collection:
@@ -414,8 +471,41 @@ def _element(name: str) -> Step:
     return step
 
 
+def _numbered(name: str) -> Step:
+    """HL7 v2 field/component/sub-component ``name``: text with no parts is its own part 1."""
+
+    def step(col: Collection, env: Env) -> Collection:
+        out: Collection = []
+        for item in col:
+            if type(item) is dict:
+                value = item.get(name)
+                if value is None:
+                    continue
+                if type(value) is list:
+                    out.extend(value)
+                else:
+                    out.append(value)
+            elif name == "1" and type(item) is str:
+                out.append(item)
+        return out
+
+    step.numbered = name  # type: ignore[attr-defined]
+    return step
+
+
 def _relative_getter(names: Sequence[str]) -> Callable[[Any], Collection]:
-    steps = [_element(n) for n in names]
+    """Values at ``names`` below one item (a where() term's left side)."""
+    if len(names) == 1 and not names[0].isdigit():
+        name = names[0]
+
+        def get_one(item: Any) -> Collection:
+            value = item.get(name) if type(item) is dict else None
+            if value is None:
+                return []
+            return value if type(value) is list else [value]
+
+        return get_one
+    steps = [_numbered(n) if n.isdigit() else _element(n) for n in names]
 
     def get(item: Any) -> Collection:
         col: Collection = [item]
@@ -477,8 +567,12 @@ def _exists(col: Collection, env: Env) -> Collection:
     return [bool(col)]
 
 
-def compile_path(text: str, *, relative: bool = False) -> CompiledPath:
-    """Compile path text; ``relative`` paths start from ``$this`` (inside ``fields``)."""
+def compile_path(text: str, *, relative: bool = False, segments: bool = False) -> CompiledPath:
+    """Compile path text; ``relative`` paths start from ``$this`` (inside ``fields``).
+
+    With ``segments`` (HL7 v2 sources) a capitalised root names a segment and steps may be
+    field, component and sub-component numbers: ``PID.3.where(5 = 'NH').1``.
+    """
     if not isinstance(text, str) or not text.strip():
         raise PathSyntaxError("a path must be a non-empty string")
-    return _Parser(text, relative).union()
+    return _Parser(text, relative, segments).union()

@@ -66,7 +66,12 @@ def transform(name: str, *, collection: bool = False) -> Callable[[Transform], T
 
 
 def _text(value: Any) -> str | None:
-    """A primitive as stripped text, or None when empty or not a primitive."""
+    """A primitive as stripped text, or None when empty or not a primitive.
+
+    An HL7 v2 component or repetition ({"1": ...}) reads as its first part.
+    """
+    while isinstance(value, dict) and "1" in value and "resourceType" not in value:
+        value = value["1"]
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         return None
     text = str(value).strip()

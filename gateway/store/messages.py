@@ -30,6 +30,9 @@ class InboundMessage:
     source_message_id: str | None = None
     truncated: bool = False
     success_status: int = 200
+    control_id: str | None = None
+    dedup_key: str | None = None
+    response: bytes | None = None
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -65,6 +68,10 @@ def add_message(
         diagnostics=orjson.dumps(diagnostics).decode() if diagnostics is not None else None,
         referral_id=referral_id,
         record_version=record_version,
+        control_id=(message.control_id or "")[:200] or None,
+        # Only an accepted message claims its control id; a rejected one may be corrected.
+        dedup_key=message.dedup_key if status == "accepted" else None,
+        response=message.response,
     )
     session.add(row)
     session.flush()

@@ -29,7 +29,12 @@ class Message(Base):
     """Every inbound message, kept raw with its status (accepted, rejected, failed)."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_source_body", "source", "body_sha256"),)
+    __table_args__ = (
+        Index("ix_messages_source_body", "source", "body_sha256"),
+        Index("ix_messages_source_control", "source", "control_id"),
+        # One accepted message per sender's control id (HL7 v2 MSH-3, MSH-4, MSH-10).
+        UniqueConstraint("source", "dedup_key", name="uq_messages_source_dedup"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -47,6 +52,9 @@ class Message(Base):
     diagnostics: Mapped[str | None] = mapped_column(Text)
     referral_id: Mapped[str | None] = mapped_column(ForeignKey("referrals.id"))
     record_version: Mapped[int | None] = mapped_column(Integer)
+    control_id: Mapped[str | None] = mapped_column(String(200))
+    dedup_key: Mapped[str | None] = mapped_column(String(600))
+    response: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Referral(Base):

@@ -33,6 +33,11 @@ class Stored:
     status: str
     record: dict[str, Any]
     received_at: datetime
+    response: bytes | None = None
+    #: Why nothing new was stored: "resend" (same message again), "same-content" (a new
+    #: message equal to the current version) or "key-reused" (an accepted control id sent
+    #: again with other content). None when this call stored a new version.
+    repeat: str | None = None
 
 
 def record_status(record: dict[str, Any]) -> str:
@@ -74,9 +79,32 @@ def _version(session: Session, referral_id: str, **where: Any) -> RecordVersion 
     return session.scalars(query.limit(1)).first()
 
 
+def _accepted_with_key(session: Session, message: InboundMessage) -> Stored | None:
+    """What an earlier accepted message with the same dedup key stored, with its response."""
+    earlier = session.scalars(
+        select(Message).where(
+            Message.source == message.source, Message.dedup_key == message.dedup_key
+        )
+    ).first()
+    if earlier is None or earlier.referral_id is None or earlier.record_version is None:
+        return None
+    version = _version(session, earlier.referral_id, version=earlier.record_version)
+    assert version is not None
+    return Stored(
+        earlier.referral_id,
+        version.version,
+        False,
+        version.status,
+        orjson.loads(version.record),
+        version.received_at,
+        earlier.response,
+        "resend" if earlier.body_sha256 == message.sha256 else "key-reused",
+    )
+
+
 def _repeat_of(
     session: Session, message: InboundMessage, referral: Referral, content_sha256: str
-) -> RecordVersion | None:
+) -> tuple[RecordVersion | None, str]:
     """The version a repeated message made, or the current version when content is unchanged."""
     earlier = session.scalars(
         select(Message.record_version)
@@ -89,11 +117,11 @@ def _repeat_of(
         .limit(1)
     ).first()
     if earlier is not None:
-        return _version(session, referral.id, version=earlier)
+        return _version(session, referral.id, version=earlier), "resend"
     current = _version(session, referral.id, version=referral.current_version)
     if current is not None and current.content_sha256 == content_sha256:
-        return current
-    return None
+        return current, "same-content"
+    return None, ""
 
 
 def _store_once(
@@ -107,13 +135,17 @@ def _store_once(
     """One attempt inside one transaction."""
     if db.is_postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+    if message.dedup_key is not None:
+        earlier = _accepted_with_key(session, message)
+        if earlier is not None:
+            return earlier
     referral = session.scalars(
         select(Referral).where(
             Referral.source == message.source, Referral.referral_identifier == identifier
         )
     ).first()
     if referral is not None:
-        same = _repeat_of(session, message, referral, content_sha256)
+        same, why = _repeat_of(session, message, referral, content_sha256)
         if same is not None:
             return Stored(
                 referral.id,
@@ -122,6 +154,7 @@ def _store_once(
                 same.status,
                 orjson.loads(same.record),
                 same.received_at,
+                repeat=why,
             )
     now = message.received_at
     status = record_status(record)

@@ -11,9 +11,11 @@ from typing import Any
 import fastjsonschema
 import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from support import FHIR_JSON, FIXTURES, SOURCES, Gateway, build_gateway, fhir_valid
+from support import FHIR_JSON, FIXTURES, Gateway, build_gateway, fhir_valid
 
 from gateway.app import create_app
+from gateway.config import ROOT
+from gateway.mapping.engine import load_mappings
 from gateway.record_schema import record_json_schema
 
 GOLDEN_RECORDS = sorted(FIXTURES.glob("*/*.record.json"))
@@ -23,7 +25,7 @@ REFERRAL = (FIXTURES / "uk-core" / "01-new-referral.json").read_bytes()
 def test_healthz_is_open_and_ok(gateway: Gateway) -> None:
     response = gateway.client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "sources": sorted(SOURCES)}
+    assert response.json == {"status": "ok", "sources": sorted(load_mappings(ROOT / "mappings"))}
 
 
 def test_healthz_is_503_when_the_sqlite_store_is_gone(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def state(where: str = "%patient.x") -> MapState:
 
 def test_registry_names_and_kinds() -> None:
     collection = {name for name, t in REGISTRY.items() if t.collection}
-    assert collection == {"telecom", "joined_text", "given_names"}
+    assert collection == {"telecom", "joined_text", "given_names", "v2_telecom"}
     assert {"nhs_number", "datetime", "reason_150", "boolean", "address"} <= set(REGISTRY)
 
 

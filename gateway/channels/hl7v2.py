@@ -1,0 +1,46 @@
+"""HL7 v2 over HTTP: POST /hl7v2 with an ER7 body, answered with the ACK."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from gateway.auth import authenticate_source
+from gateway.channels.http import read_body, too_large
+from gateway.errors import GatewayError, UnsupportedMediaType
+from gateway.hl7v2.ack import build_ack
+from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake
+from gateway.store.messages import InboundMessage, store_rejected
+
+bp = Blueprint("hl7v2", __name__)
+
+
+def _ack_response(ack: bytes, status: int = 200) -> Response:
+    return Response(ack, status=status, mimetype=MEDIA_TYPE)
+
+
+@bp.post("/hl7v2")
+def receive() -> Response:
+    """Take one ER7 message; the body of the answer is its ACK (AA, AE or AR)."""
+    source = authenticate_source()
+    intake: V2Intake = current_app.extensions["gateway.v2intake"]
+    media = (request.mimetype or "").lower()
+    body, over = read_body()
+    refusal: GatewayError | None = None
+    if over:
+        refusal = too_large()
+    elif media not in (MEDIA_TYPE, "application/hl7-v2"):
+        refusal = UnsupportedMediaType(f"send {MEDIA_TYPE}, not {media or 'no Content-Type'}")
+    if refusal is not None:
+        ack = build_ack(None, refusal)
+        message = InboundMessage(
+            channel="hl7v2-http",
+            source=source,
+            body=body,
+            content_type=request.content_type,
+            truncated=over,
+            response=ack,
+        )
+        problem = {"code": refusal.issue_code, "location": "", "message": refusal.message}
+        store_rejected(intake.db, message, refusal.status, problem)
+        return _ack_response(ack, refusal.status)
+    return _ack_response(intake.handle(source, body, "hl7v2-http"))

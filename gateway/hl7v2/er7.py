@@ -1,0 +1,221 @@
+"""HL7 v2 ER7 (pipe-and-hat) parsing into the nested dicts that mapping paths read.
+
+A message becomes ``{"MSH": [segment], "PID": [segment], ...}``: each segment name maps to its
+occurrences in order. A segment is ``{"1": [repetition, ...], "2": ...}`` keyed by field
+number; a repetition is ``{"1": component, ...}`` keyed by component number; a component is
+text, or ``{"1": text, ...}`` when it has sub-components. Empty fields and components are
+left out. Escape sequences are decoded here, never in mappings. The message's own encoding
+characters (MSH-1 and MSH-2) are used, so senders with unusual separators parse correctly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import InvalidMessage, NotSupported
+
+SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_CHARSETS = {
+    "": "utf-8",
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+}
+#: Position of each segment in the message, kept beside its fields (not a field).
+ORDER_KEY = "_seq"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The separators and escape character a message declares in MSH-1 and MSH-2."""
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+
+@dataclass
+class V2Message:
+    """A parsed message: the segment tree plus the header facts the gateway needs."""
+
+    tree: dict[str, Any]
+    encoding: Encoding
+    segments: list[tuple[str, dict[str, Any]]]
+
+    def value(self, segment: str, field: int, component: int = 1, occurrence: int = 0) -> str:
+        """One component's text ('' when absent), from the first repetition."""
+        found = self.tree.get(segment)
+        if not found or occurrence >= len(found):
+            return ""
+        reps = found[occurrence].get(str(field)) or [{}]
+        comp = reps[0].get(str(component), "")
+        if isinstance(comp, dict):
+            comp = comp.get("1", "")
+        return str(comp)
+
+    @property
+    def control_id(self) -> str:
+        """MSH-10, the sender's message control id."""
+        return self.value("MSH", 10)
+
+    @property
+    def message_type(self) -> str:
+        """MSH-9 as CODE^TRIGGER (e.g. REF^I12)."""
+        return f"{self.value('MSH', 9, 1)}^{self.value('MSH', 9, 2)}"
+
+    @property
+    def version(self) -> str:
+        """MSH-12, the declared HL7 version."""
+        return self.value("MSH", 12)
+
+
+def _charset(raw: bytes) -> str:
+    """The Python codec for MSH-18, read from the raw bytes (ASCII-compatible)."""
+    first = raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if len(first) < 4:
+        return "utf-8"
+    fields = first.split(first[3:4])
+    name = fields[17].decode("ascii", "replace").strip() if len(fields) > 17 else ""
+    name = name.split(first[4:5].decode("ascii", "replace") or "^")[0] if name else ""
+    return _CHARSETS.get(name.upper(), "utf-8")
+
+
+def decode_text(raw: bytes) -> str:
+    """The message text, in the character set MSH-18 declares (UTF-8 when none)."""
+    codec = _charset(raw)
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(
+            f"the message is not valid {codec} (byte {exc.start}); declare MSH-18",
+            expression="MSH.18",
+        ) from None
+
+
+def _unescape(text: str, enc: Encoding, codec: str) -> str:
+    """Decode \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ \\Xhh\\; drop \\H\\ \\N\\ (highlighting)."""
+    esc = enc.escape
+    out: list[str] = []
+    pos = 0
+    while True:
+        start = text.find(esc, pos)
+        if start < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        end = text.find(esc, start + 1)
+        if end < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        out.append(text[pos:start])
+        code = text[start + 1 : end]
+        simple = {
+            "F": enc.field,
+            "S": enc.component,
+            "T": enc.subcomponent,
+            "R": enc.repetition,
+            "E": esc,
+            ".br": "\n",
+            "H": "",
+            "N": "",
+        }
+        if code in simple:
+            out.append(simple[code])
+        elif code.startswith("X") and len(code) > 1 and len(code) % 2 == 1:
+            try:
+                out.append(bytes.fromhex(code[1:]).decode(codec))
+            except (ValueError, UnicodeDecodeError):
+                out.append(text[start : end + 1])
+        elif code.startswith(".sp"):
+            out.append("\n")
+        else:
+            out.append(text[start : end + 1])  # unknown: kept as sent
+        pos = end + 1
+
+
+def _leaf(text: str, enc: Encoding, codec: str) -> str:
+    return _unescape(text, enc, codec) if enc.escape in text else text
+
+
+def _component(text: str, enc: Encoding, codec: str) -> Any:
+    if enc.subcomponent not in text:
+        return _leaf(text, enc, codec)
+    subs = {
+        str(i): _leaf(s, enc, codec) for i, s in enumerate(text.split(enc.subcomponent), 1) if s
+    }
+    return subs or None
+
+
+def _field(text: str, enc: Encoding, codec: str) -> list[dict[str, Any]]:
+    reps: list[dict[str, Any]] = []
+    for rep in text.split(enc.repetition):
+        if enc.component in rep or enc.subcomponent in rep:
+            comps = {}
+            for i, c in enumerate(rep.split(enc.component), 1):
+                if c:
+                    value = _component(c, enc, codec)
+                    if value:
+                        comps[str(i)] = value
+        else:
+            comps = {"1": _leaf(rep, enc, codec)} if rep else {}
+        reps.append(comps)
+    return reps if any(reps) else []
+
+
+def parse(raw: bytes) -> V2Message:
+    """Parse one ER7 message; InvalidMessage names the segment when the text is not HL7 v2."""
+    text = decode_text(raw).strip("\r\n\x0b\x1c ")
+    if not text:
+        raise InvalidMessage("the message is empty", expression="MSH")
+    if not text.startswith("MSH") or len(text) < 8:
+        raise InvalidMessage("an HL7 v2 message starts with an MSH segment", expression="MSH")
+    sep = text[3]
+    enc_chars = text[4 : text.index(sep, 4)] if sep in text[4:] else ""
+    if len(enc_chars) < 4 or sep.isalnum() or len(set(sep + enc_chars[:4])) != 5:
+        raise InvalidMessage(
+            "MSH-1 and MSH-2 do not declare encoding characters", expression="MSH.2"
+        )
+    enc = Encoding(sep, enc_chars[0], enc_chars[1], enc_chars[2], enc_chars[3])
+    codec = _charset(raw)
+    tree: dict[str, Any] = {}
+    segments: list[tuple[str, dict[str, Any]]] = []
+    lines = [s for s in re.split(r"\r\n|\r|\n", text) if s.strip()]
+    for seq, line in enumerate(lines):
+        name = line[:3]
+        if not SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != sep):
+            raise InvalidMessage(
+                f"segment {seq + 1} is not an HL7 v2 segment", expression=f"segment[{seq + 1}]"
+            )
+        parts = line.split(sep)
+        segment: dict[str, Any] = {ORDER_KEY: seq}
+        if name == "MSH":
+            segment["1"] = [{"1": sep}]
+            segment["2"] = [{"1": enc_chars}]
+            numbered = enumerate(parts[2:], start=3)
+        else:
+            numbered = enumerate(parts[1:], start=1)
+        for number, value in numbered:
+            if value:
+                reps = _field(value, enc, codec)
+                if reps:
+                    segment[str(number)] = reps
+        tree.setdefault(name, []).append(segment)
+        segments.append((name, segment))
+    message = V2Message(tree, enc, segments)
+    if not message.value("MSH", 9, 1):
+        raise InvalidMessage("MSH-9 (message type) is missing", expression="MSH.9")
+    return message
+
+
+def require_type(message: V2Message, accepted: tuple[str, ...]) -> None:
+    """Fail with NotSupported unless MSH-9 is one of ``accepted`` (CODE^TRIGGER)."""
+    if message.message_type not in accepted:
+        raise NotSupported(
+            f"message type {message.message_type} is not accepted; send {', '.join(accepted)}",
+            expression="MSH.9",
+        )
