@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from gateway.app import create_app
+from gateway.heap import settle_heap
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -21,7 +22,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app()
+        app = create_app()
+        settle_heap()
+        return app
 
 
 def run(host: str, port: int, workers: int, threads: int) -> None:

@@ -55,7 +55,7 @@ def gateway(sqlite_url: str) -> Iterator[Gateway]:
     """A gateway on a fresh SQLite store."""
     gw = build_gateway(sqlite_url)
     yield gw
-    gw.app.extensions["gateway.db"].engine.dispose()
+    gw.app.extensions["gateway.db"].dispose()
 
 
 @pytest.fixture
@@ -63,4 +63,4 @@ def any_gateway(db_url: str) -> Iterator[Gateway]:
     """A gateway on each supported store in turn."""
     gw = build_gateway(db_url)
     yield gw
-    gw.app.extensions["gateway.db"].engine.dispose()
+    gw.app.extensions["gateway.db"].dispose()

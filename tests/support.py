@@ -20,6 +20,9 @@ from gateway.store.models import Message
 
 FIXTURES = ROOT / "fixtures"
 SOURCES = ("emis-web", "systmone", "uk-core", "vision")
+#: Sources that send HL7 v2 (POST /hl7v2); build_gateway gives them keys too.
+V2_SOURCES = ("gp-v2", "hospital-a", "hospital-b")
+HL7_V2 = "x-application/hl7-v2+er7"
 FHIR_JSON = "application/fhir+json"
 FHIR_XML = "application/fhir+xml"
 
@@ -84,7 +87,7 @@ def build_gateway(url: str, **config: Any) -> Gateway:
     app.testing = True
     db = app.extensions["gateway.db"]
     upgrade(db)
-    keys = {source: create_key(db, "source", source) for source in SOURCES}
+    keys = {source: create_key(db, "source", source) for source in SOURCES + V2_SOURCES}
     return Gateway(app, app.test_client(), keys, create_key(db, "platform", "test-platform"))
 
 

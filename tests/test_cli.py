@@ -126,7 +126,7 @@ def test_db_upgrade_creates_the_tables(database_url: str) -> None:
         assert "database is up to date" in result.output
     db = Database(database_url)
     tables = set(inspect(db.engine).get_table_names())
-    db.engine.dispose()
+    db.dispose()
     assert {"messages", "referrals", "record_versions", "api_keys"} <= tables
 
 
@@ -167,7 +167,7 @@ def test_keys_create_list_revoke(database_url: str) -> None:
     refused = fresh.test_client().post("/fhir/$process-message", data=body, headers=headers)
     assert refused.status_code == 401
     for each in (app, fresh):
-        each.extensions["gateway.db"].engine.dispose()
+        each.extensions["gateway.db"].dispose()
 
 
 @pytest.mark.parametrize(

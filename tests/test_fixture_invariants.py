@@ -1,4 +1,9 @@
-"""Invariants over every fixture: valid records, synthetic NHS numbers, traceable values."""
+"""Invariants over every fixture: valid records, synthetic NHS numbers, traceable values.
+
+FHIR fixtures are read as FHIR JSON; HL7 v2 fixtures (.hl7) as the parser's segment tree,
+whose texts are already unescaped. Checks that only mean something for FHIR (references)
+run over the FHIR fixtures only.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,21 @@ from support import FIXTURES
 
 from gateway import nhs_number
 from gateway.config import ROOT
+from gateway.errors import GatewayError
 from gateway.fhir.body import decode_body
 from gateway.golden import Fixture, content_type_for, fixtures
+from gateway.hl7v2.er7 import decode_text, parse
 from gateway.mapping.compile import Rule
 from gateway.mapping.engine import load_mappings
 from gateway.mapping.paths import ResourceIndex
+from gateway.mapping.transforms_v2 import CODE_SYSTEMS, LOCAL_SYSTEM
 from gateway.record import ReferralRecord
 from gateway.record_schema import validate_record
 
 ALL = list(fixtures(FIXTURES))
 WITH_RECORD = [f for f in ALL if str(f.expected()).endswith(".record.json")]
+FHIR = [f for f in ALL if f.path.suffix != ".hl7"]
+V2 = [f for f in ALL if f.path.suffix == ".hl7"]
 MAPPINGS = load_mappings(ROOT / "mappings")
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 #: Record items that may be empty: an empty risk list (with no_known_risks) and no diagnostics.
@@ -37,9 +47,29 @@ def ids(fixture: Fixture) -> str:
     return f"{fixture.source}/{fixture.path.name}"
 
 
+def is_v2(fixture: Fixture) -> bool:
+    return fixture.path.suffix == ".hl7"
+
+
 def message(fixture: Fixture) -> dict[str, Any]:
-    """The input message, decoded (JSON or XML) into FHIR JSON shape."""
+    """The input message: FHIR JSON shape (from JSON or XML), or an HL7 v2 segment tree."""
+    if is_v2(fixture):
+        return parse(fixture.path.read_bytes()).tree
     return decode_body(fixture.path.read_bytes(), content_type_for(fixture.path))
+
+
+def message_text(fixture: Fixture) -> str:
+    """The input as text, in its declared character set (MSH-18 for HL7 v2)."""
+    raw = fixture.path.read_bytes()
+    return decode_text(raw) if is_v2(fixture) else raw.decode("utf-8")
+
+
+def outcome(fixture: Fixture) -> dict[str, Any] | None:
+    """The golden outcome, for fixtures that must be refused."""
+    path = fixture.expected()
+    if path is None or not path.name.endswith(".outcome.json"):
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def record(fixture: Fixture) -> dict[str, Any]:
@@ -64,6 +94,22 @@ def test_every_source_has_fixtures_and_every_fixture_a_golden_file() -> None:
     assert {f.source for f in ALL} == set(MAPPINGS)
     assert all(f.expected() is not None for f in ALL)
     assert any(f.path.suffix == ".xml" for f in ALL)
+    v2_sources = {s for s, m in MAPPINGS.items() if m.compiled.format == "hl7v2"}
+    assert {f.source for f in V2} == v2_sources
+    for source in v2_sources:
+        assert len([f for f in V2 if f.source == source]) >= 6, source
+    assert all(f.source not in v2_sources for f in FHIR)
+
+
+@pytest.mark.parametrize("fixture", [f for f in ALL if outcome(f) is not None], ids=ids)
+def test_only_v2_outcomes_carry_an_ack_code_and_it_is_a_refusal(fixture: Fixture) -> None:
+    expected = outcome(fixture)
+    assert expected is not None
+    if is_v2(fixture):
+        assert list(expected) == ["status", "ack", "outcome"]
+        assert expected["ack"] in ("AE", "AR")
+    else:
+        assert "ack" not in expected
 
 
 @pytest.mark.parametrize("fixture", WITH_RECORD, ids=ids)
@@ -90,26 +136,50 @@ def test_record_has_no_empty_values(fixture: Fixture) -> None:
 _TEN_DIGITS = re.compile(r"(?<![\w.])(\d{10}|\d{3} \d{3} \d{4})(?![\w.])")
 
 
+def marked_nhs_numbers(fixture: Fixture) -> list[str]:
+    """The numbers the message itself marks as NHS numbers (FHIR system, or PID-3 NH/NHS)."""
+    if not is_v2(fixture):
+        return [
+            value["value"]
+            for _, value in walk(message(fixture))
+            if isinstance(value, dict) and value.get("system") == NHS_SYSTEM and "value" in value
+        ]
+    try:
+        tree = parse(fixture.path.read_bytes()).tree
+    except GatewayError:
+        return []
+    numbers = []
+    for pid in tree.get("PID", []):
+        for rep in pid.get("3", []):
+            authority = rep.get("4")
+            if isinstance(authority, dict):
+                authority = authority.get("1")
+            if (rep.get("5") == "NH" or authority == "NHS") and isinstance(rep.get("1"), str):
+                numbers.append(rep["1"])
+    return numbers
+
+
 @pytest.mark.parametrize("fixture", ALL, ids=ids)
 def test_every_nhs_number_is_synthetic_and_valid(fixture: Fixture) -> None:
+    refused = outcome(fixture)
+    # A fixture refused for its NHS number has one that is synthetic but deliberately wrong.
+    where = refused["outcome"]["issue"][0].get("expression", [""])[0] if refused else ""
+    bad_on_purpose = where.startswith("PID.3")
+
     def check(number: str) -> None:
         digits = nhs_number.normalise(number)
         assert digits.startswith("999"), number
-        assert nhs_number.is_valid(digits), number
+        assert nhs_number.is_valid(digits) != bad_on_purpose, number
 
-    doc = message(fixture)
-    marked = [
-        value["value"]
-        for _, value in walk(doc)
-        if isinstance(value, dict) and value.get("system") == NHS_SYSTEM and "value" in value
-    ]
-    assert marked, "every fixture's patient has an NHS number"
+    marked = marked_nhs_numbers(fixture)
+    # Only an HL7 v2 message refused for having no patient or no NHS number may lack one.
+    assert marked or (is_v2(fixture) and refused), "every fixture's patient has an NHS number"
     for number in marked:
         check(number)
     # Numbers that look like NHS numbers anywhere else in the message text, too.
-    for number in _TEN_DIGITS.findall(fixture.path.read_text(encoding="utf-8")):
+    for number in _TEN_DIGITS.findall(message_text(fixture)):
         check(number)
-    if str(fixture.expected()).endswith(".record.json"):
+    if refused is None:
         person = record(fixture)["person"]
         check(person["nhs_number"])
         assert person["nhs_number"] in {nhs_number.normalise(n) for n in marked}
@@ -145,11 +215,36 @@ def _same_moment(value: str, sent: str) -> bool:
     return mapped.replace(tzinfo=None) == original.replace(tzinfo=None)
 
 
+_HL7_TS = re.compile(
+    r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?(?:\.\d+)?(?:([+-]\d{2})(\d{2}))?$"
+)
+
+
+def v2_readings(texts: set[str]) -> set[str]:
+    """What HL7 v2 texts legitimately become in a record: an HL7 date or time as ISO 8601,
+    a table 0396 coding system name as its URL (or the gateway's URN for a local one)."""
+    out: set[str] = set()
+    for text in texts:
+        match = _HL7_TS.match(text)
+        if match:
+            year, month, day, hour, minute, second, zone_h, zone_m = match.groups()
+            out.add(f"{year}-{month}-{day}")
+            if hour:
+                zone = f"{zone_h}:{zone_m}" if zone_h else ""
+                out.add(f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}{zone}")
+        if text.upper() in CODE_SYSTEMS:
+            out.add(CODE_SYSTEMS[text.upper()])
+        out.add(f"{LOCAL_SYSTEM}{text}")
+    return out
+
+
 class Traces:
     """The texts of one input message, and whether a record text can come from them."""
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], v2: bool = False) -> None:
         self.texts = {v.strip() for _, v in walk(doc) if isinstance(v, str) and v.strip()}
+        if v2:
+            self.texts |= v2_readings(self.texts)
         self.folded = {t.casefold() for t in self.texts}
 
     def whole(self, text: str) -> bool:
@@ -178,7 +273,7 @@ class Traces:
 
 @pytest.mark.parametrize("fixture", WITH_RECORD, ids=ids)
 def test_every_record_text_traces_to_the_input(fixture: Fixture) -> None:
-    traces = Traces(message(fixture))
+    traces = Traces(message(fixture), v2=is_v2(fixture))
     written = constants(fixture.source)
     skipped: set[tuple[Any, ...]] = set()
     checked = 0
@@ -204,7 +299,7 @@ def test_traces_refuse_invented_text() -> None:
     assert not traces.found("Joan Margaret Smith")
 
 
-@pytest.mark.parametrize("fixture", ALL, ids=ids)
+@pytest.mark.parametrize("fixture", FHIR, ids=ids)
 def test_every_reference_resolves(fixture: Fixture) -> None:
     doc = message(fixture)
     index = ResourceIndex(doc)

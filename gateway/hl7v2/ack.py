@@ -6,12 +6,18 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from gateway.errors import GatewayError, NotSupported, StoreUnavailable
+from gateway.errors import (
+    GatewayError,
+    NotSupported,
+    PayloadTooLarge,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from gateway.hl7v2.er7 import Encoding, V2Message
 
 APPLICATION = "SPGW"
 FACILITY = "SP-GATEWAY"
-_LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})\.(\d+)(?:\.(\d+))?")
+_LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\.(\d+)(?:\.(\d+))?)?(?![A-Za-z0-9])")
 # HL7 table 0357 error codes.
 _ERROR_CODES = {
     "required": "101",
@@ -26,10 +32,12 @@ _ERROR_CODES = {
 
 
 def ack_code(error: GatewayError | None) -> str:
-    """AA for success; AR for unsupported types and faults the sender may retry; else AE."""
+    """AA for success; AR when the message was not taken up (unsupported type or media type,
+    over the size limit, a fault the sender may retry); AE when its content is wrong."""
     if error is None:
         return "AA"
-    if isinstance(error, NotSupported | StoreUnavailable) or error.status >= 500:
+    refused = NotSupported | StoreUnavailable | UnsupportedMediaType | PayloadTooLarge
+    if isinstance(error, refused) or error.status >= 500:
         return "AR"
     return "AE"
 
@@ -39,7 +47,7 @@ def error_location(expression: str | None) -> tuple[str, str, str]:
     match = _LOCATION.match(expression or "")
     if not match:
         return "", "", ""
-    return match.group(1), match.group(2), match.group(3) or ""
+    return match.group(1), match.group(2) or "", match.group(3) or ""
 
 
 def _escape(text: str, enc: Encoding) -> str:
@@ -98,11 +106,12 @@ def _err_segment(error: GatewayError, enc: Encoding, version: str) -> str:
     segment, field, component = error_location(error.expression)
     number = _ERROR_CODES.get(error.issue_code, "207")
     text = _escape(error.message, enc)
+    short = _escape(error.message[:80], enc)  # cut before escaping, never inside an escape
     if version < "2.5":
         location = c.join([segment, "1" if segment else "", field, f"{number}{sub}{text}"])
         return s.join(["ERR", location])
     where = c.join([segment, "1" if segment else "", field, "", component])
     severity = "E" if ack_code(error) == "AE" else "F"
     return s.join(
-        ["ERR", "", where, c.join([number, text[:80], "HL70357"]), severity, "", "", "", text]
+        ["ERR", "", where, c.join([number, short, "HL70357"]), severity, "", "", "", text]
     )

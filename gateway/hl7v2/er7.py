@@ -27,6 +27,8 @@ _CHARSETS = {
 }
 #: Position of each segment in the message, kept beside its fields (not a field).
 ORDER_KEY = "_seq"
+#: For NTE segments: the name of the segment the note follows (mapping paths: _after).
+AFTER_KEY = "_after"
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,9 @@ def parse(raw: bytes) -> V2Message:
                 reps = _field(value, enc, codec)
                 if reps:
                     segment[str(number)] = reps
+        if name == "NTE":
+            # Which segment a note belongs to (OBX, OBR, PRD, or the message itself).
+            segment[AFTER_KEY] = next((n for n, _ in reversed(segments) if n != "NTE"), "MSH")
         tree.setdefault(name, []).append(segment)
         segments.append((name, segment))
     message = V2Message(tree, enc, segments)

@@ -66,7 +66,14 @@ class V2Intake:
         inbound = InboundMessage(channel=channel, source=source, body=raw, content_type=MEDIA_TYPE)
         parsed: V2Message | None = None
         try:
-            parsed = parse(raw)
+            try:
+                parsed = parse(raw)
+            except GatewayError:
+                # An unreadable message has no control id: the same bytes get the same answer.
+                replay = self._replay(inbound)
+                if replay is not None:
+                    return replay
+                raise
             inbound.control_id = parsed.control_id or None
             inbound.source_message_id = parsed.control_id or None
             inbound.dedup_key = dedup_key(parsed) if parsed.control_id else None
@@ -105,15 +112,18 @@ class V2Intake:
 
     def _replay(self, inbound: InboundMessage) -> bytes | None:
         """The answer already given to this exact message (same control id and bytes)."""
-        if inbound.control_id is None:
-            return None
-        with self.db.transaction() as session:
+        same_id = (
+            Message.control_id.is_(None)
+            if inbound.control_id is None
+            else Message.control_id == inbound.control_id
+        )
+        with self.db.reading() as session:
             response = session.scalars(
                 select(Message.response)
                 .where(
                     Message.source == inbound.source,
-                    Message.control_id == inbound.control_id,
                     Message.body_sha256 == inbound.sha256,
+                    same_id,
                     Message.response.is_not(None),
                     Message.status != "failed",
                 )

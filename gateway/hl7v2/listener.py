@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import StoreUnavailable
+from gateway.heap import settle_heap
 from gateway.hl7v2.ack import build_ack
 from gateway.hl7v2.er7 import V2Message, parse
 from gateway.hl7v2.intake import V2Intake
@@ -61,6 +62,7 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
 def run(config: dict[str, Any], listen: dict[str, int], host: str) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     servers = build_servers(config, listen, host)
+    settle_heap()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -18,6 +18,45 @@ from gateway.hl7v2.er7 import V2Message
 
 _FIELD = re.compile(r"\b([A-Z][A-Z0-9]{2})_(\d+)\b")
 _SEGMENT = re.compile(r"\b([A-Z][A-Z0-9]{2})\b")
+_STANDARD_SEGMENTS = frozenset(
+    [
+        "MSH",
+        "SFT",
+        "EVN",
+        "PID",
+        "PD1",
+        "NK1",
+        "PV1",
+        "PV2",
+        "ROL",
+        "DB1",
+        "OBX",
+        "AL1",
+        "DG1",
+        "DRG",
+        "PR1",
+        "GT1",
+        "IN1",
+        "IN2",
+        "IN3",
+        "ACC",
+        "UB1",
+        "UB2",
+        "PDA",
+        "RF1",
+        "AUT",
+        "CTD",
+        "PRD",
+        "OBR",
+        "NTE",
+        "MSA",
+        "ERR",
+        "ORC",
+        "TQ1",
+        "SPM",
+        "MRG",
+    ]
+)
 
 
 def validate_structure(raw: bytes, message: V2Message) -> None:
@@ -28,8 +67,10 @@ def validate_structure(raw: bytes, message: V2Message) -> None:
         parsed.validate()
     except (HL7apyException, ValueError, KeyError, IndexError) as exc:
         detail = str(exc) or type(exc).__name__
-        field = _FIELD.findall(detail)
-        segments = _SEGMENT.findall(detail)
+        # Words like "HL7" look like segment names; trust only real ones.
+        known = set(message.tree) | _STANDARD_SEGMENTS
+        field = [f for f in _FIELD.findall(detail) if f[0] in known]
+        segments = [name for name in _SEGMENT.findall(detail) if name in known]
         where = f"{field[-1][0]}.{field[-1][1]}" if field else segments[-1] if segments else "MSH"
         raise InvalidMessage(
             f"not a valid {message.message_type} for HL7 {message.version}: {detail}",

@@ -302,16 +302,19 @@ class _Parser:
         keys: list[str] = [value] if steps else []
         if root is _message_root:
             keys = ["@" + value]
+        named = False
         while self.peek() == ("op", "."):
             self.take(".")
             self.term_names = []
             step, name = self.step()
-            if context is not None and context.startswith("@") and len(steps) == 1:
-                # where() right after a segment reads the fields its terms name.
-                self.consumed.update((context, n) for n in self.term_names)
-            first = len(steps) == (1 if context and context.startswith("@") else 0)
-            if context is not None and name is not None and first:
+            segment = context is not None and context.startswith("@")
+            if segment and not named:
+                # where() on a segment reads the fields its terms name.
+                self.consumed.update((context, n) for n in self.term_names)  # type: ignore[misc]
+            if context is not None and name is not None and not named:
+                # The first element step names what the path reads of its context.
                 self.consumed.add((context, name))
+                named = True
             steps.append(step)
             keys.append("".join(v for _, v in self.toks[start : self.pos]))
         if context is not None and context.startswith("@"):

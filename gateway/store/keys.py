@@ -67,7 +67,7 @@ def revoke_keys(
 
 def list_keys(db: Database) -> list[dict[str, str | None]]:
     """Every key's id, owner, label and dates (never the key)."""
-    with db.transaction() as session:
+    with db.reading() as session:
         return [
             {
                 "id": str(k.id),
@@ -97,7 +97,7 @@ class KeyRing:
             hit = self._cache.get(digest)
         if hit and now - hit[0] < _CACHE_SECONDS:
             return hit[1]
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             row = session.scalars(
                 select(ApiKey).where(ApiKey.key_sha256 == digest, ApiKey.revoked_at.is_(None))
             ).first()

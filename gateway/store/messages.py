@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.orm import Session
+from sqlalchemy import insert
 
 from gateway.store.database import Database
 from gateway.store.models import Message
@@ -41,41 +41,26 @@ class InboundMessage:
         return hashlib.sha256(self.body).hexdigest()
 
 
-def add_message(
-    session: Session,
-    message: InboundMessage,
-    *,
-    status: str,
-    http_status: int,
-    referral_id: str | None = None,
-    record_version: int | None = None,
-    diagnostics: Any = None,
-) -> Message:
-    """Add the raw message with its status to the session (flushed, so it has an id)."""
-    row = Message(
-        received_at=message.received_at,
-        channel=message.channel,
-        source=message.source,
-        content_type=(message.content_type or "")[:200] or None,
-        body=message.body[:KEPT_PREFIX] if message.truncated else message.body,
-        body_truncated=message.truncated,
-        body_sha256=message.sha256,
-        request_id=(message.request_id or "")[:200] or None,
-        correlation_id=(message.correlation_id or "")[:200] or None,
-        source_message_id=(message.source_message_id or "")[:200] or None,
-        status=status,
-        http_status=http_status,
-        diagnostics=orjson.dumps(diagnostics).decode() if diagnostics is not None else None,
-        referral_id=referral_id,
-        record_version=record_version,
-        control_id=(message.control_id or "")[:200] or None,
+def message_values(message: InboundMessage, *, status: str, http_status: int) -> dict[str, Any]:
+    """The column values of one messages row (without its referral and version)."""
+    return {
+        "received_at": message.received_at,
+        "channel": message.channel,
+        "source": message.source,
+        "content_type": (message.content_type or "")[:200] or None,
+        "body": message.body[:KEPT_PREFIX] if message.truncated else message.body,
+        "body_truncated": message.truncated,
+        "body_sha256": message.sha256,
+        "request_id": (message.request_id or "")[:200] or None,
+        "correlation_id": (message.correlation_id or "")[:200] or None,
+        "source_message_id": (message.source_message_id or "")[:200] or None,
+        "status": status,
+        "http_status": http_status,
+        "control_id": (message.control_id or "")[:200] or None,
         # Only an accepted message claims its control id; a rejected one may be corrected.
-        dedup_key=message.dedup_key if status == "accepted" else None,
-        response=message.response,
-    )
-    session.add(row)
-    session.flush()
-    return row
+        "dedup_key": message.dedup_key if status == "accepted" else None,
+        "response": message.response,
+    }
 
 
 def store_rejected(
@@ -86,7 +71,12 @@ def store_rejected(
     status: str = "rejected",
 ) -> int:
     """Keep a message the gateway refused (or failed on), with what was wrong; returns its id."""
-    with db.transaction() as session:
-        return add_message(
-            session, message, status=status, http_status=http_status, diagnostics=[problem]
-        ).id
+    row = message_values(message, status=status, http_status=http_status)
+    row["diagnostics"] = orjson.dumps([problem]).decode()
+    with db.writing() as conn:
+        return int(
+            conn.execute(insert(Message).values(**row).returning(_MESSAGES.c.id)).scalar_one()
+        )
+
+
+_MESSAGES = Message.__table__

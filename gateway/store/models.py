@@ -33,7 +33,7 @@ class Message(Base):
         Index("ix_messages_source_body", "source", "body_sha256"),
         Index("ix_messages_source_control", "source", "control_id"),
         # One accepted message per sender's control id (HL7 v2 MSH-3, MSH-4, MSH-10).
-        UniqueConstraint("source", "dedup_key", name="uq_messages_source_dedup"),
+        Index("uq_messages_source_dedup", "source", "dedup_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

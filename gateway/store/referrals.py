@@ -5,22 +5,26 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound, StoreUnavailable
 from gateway.store.database import Database
-from gateway.store.messages import InboundMessage, add_message
+from gateway.store.messages import InboundMessage, message_values
 from gateway.store.models import Message, RecordVersion, Referral
 
 # A PostgreSQL transaction-scoped advisory lock serialises record writes, so that the
 # feed cursor (record_versions.seq) is assigned in commit order and readers never skip a row.
 _FEED_LOCK = 0x5350_4757  # "SPGW"
 _RETRIES = 5
+_FEED_LOCK_SQL = text("SELECT pg_advisory_xact_lock(:k)")
+
+
+class _Overtaken(Exception):
+    """Another writer stored a version of this referral since we looked."""
 
 
 @dataclass(frozen=True)
@@ -59,143 +63,191 @@ def store_referral(
     that has moved on) or a new message whose content equals the current version. Two
     identical requests at the same moment make one record: the unique constraints on
     (source, referral identifier) and (referral, version) stop the second, which is retried
-    and then finds the first.
+    and then finds the first. Rows are written with Core statements prepared before the
+    write transaction starts, so the write lock is held as briefly as possible.
     """
     identifier = str(record["referral"]["identifier"])
+    status = record_status(record)
+    record["provenance"]["received_at"] = message.received_at.isoformat()
+    record_json = orjson.dumps(record).decode()
+    message_row = message_values(message, status="accepted", http_status=message.success_status)
+    message_row["diagnostics"] = (
+        orjson.dumps(record["diagnostics"]).decode() if record.get("diagnostics") else None
+    )
+    rows = (message_row, identifier, status, content_sha256, record_json)
+    # Optimistic: look for a repeat outside the write lock, then write; a writer that got
+    # in between is caught by the unique constraints or the version check, and we look again.
     for _ in range(_RETRIES):
+        with db.snapshot() as conn:
+            repeat, referral = _repeat(conn, message, identifier, content_sha256)
+        if repeat is not None:
+            return repeat
         try:
-            with db.transaction() as session:
-                return _store_once(db, session, message, record, content_sha256, identifier)
-        except IntegrityError:
+            with db.writing() as conn:
+                if db.is_postgres:
+                    conn.execute(_FEED_LOCK_SQL, {"k": _FEED_LOCK})
+                return _insert(conn, message, referral, rows, record)
+        except (IntegrityError, _Overtaken):
             continue
     raise StoreUnavailable("the referral could not be stored after repeated conflicts")
 
 
-def _version(session: Session, referral_id: str, **where: Any) -> RecordVersion | None:
-    """One stored version of a referral, chosen by column values."""
-    query = select(RecordVersion).where(RecordVersion.referral_id == referral_id)
-    for column, value in where.items():
-        query = query.where(getattr(RecordVersion, column) == value)
-    return session.scalars(query.limit(1)).first()
+_REFERRALS = cast(Table, Referral.__table__)
+_MESSAGES = cast(Table, Message.__table__)
+_VERSIONS = cast(Table, RecordVersion.__table__)
+
+# Statements built once: building SQLAlchemy statements per request costs more than running
+# them, so the intake path only binds parameters.
+_FIND_REFERRAL = select(_REFERRALS.c.id, _REFERRALS.c.current_version).where(
+    _REFERRALS.c.source == bindparam("source"),
+    _REFERRALS.c.referral_identifier == bindparam("identifier"),
+)
+_FIND_BY_KEY = select(
+    _MESSAGES.c.referral_id,
+    _MESSAGES.c.record_version,
+    _MESSAGES.c.body_sha256,
+    _MESSAGES.c.response,
+).where(_MESSAGES.c.source == bindparam("source"), _MESSAGES.c.dedup_key == bindparam("key"))
+_FIND_RESEND = (
+    select(_MESSAGES.c.record_version, _MESSAGES.c.response)
+    .where(
+        _MESSAGES.c.source == bindparam("source"),
+        _MESSAGES.c.body_sha256 == bindparam("sha"),
+        _MESSAGES.c.referral_id == bindparam("referral_id"),
+        _MESSAGES.c.status == "accepted",
+    )
+    .limit(1)
+)
+_VERSION = select(
+    _VERSIONS.c.version,
+    _VERSIONS.c.status,
+    _VERSIONS.c.record,
+    _VERSIONS.c.received_at,
+    _VERSIONS.c.content_sha256,
+).where(
+    _VERSIONS.c.referral_id == bindparam("referral_id"),
+    _VERSIONS.c.version == bindparam("version"),
+)
+_NEW_REFERRAL = insert(_REFERRALS)
+_NEXT_VERSION = (
+    update(_REFERRALS)
+    .where(
+        _REFERRALS.c.id == bindparam("rid"),
+        _REFERRALS.c.current_version == bindparam("seen"),
+    )
+    .values(
+        current_version=bindparam("version"),
+        status=bindparam("new_status"),
+        updated_at=bindparam("now"),
+    )
+)
+_NEW_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_NEW_VERSION = insert(_VERSIONS)
 
 
-def _accepted_with_key(session: Session, message: InboundMessage) -> Stored | None:
-    """What an earlier accepted message with the same dedup key stored, with its response."""
-    earlier = session.scalars(
-        select(Message).where(
-            Message.source == message.source, Message.dedup_key == message.dedup_key
-        )
-    ).first()
-    if earlier is None or earlier.referral_id is None or earlier.record_version is None:
-        return None
-    version = _version(session, earlier.referral_id, version=earlier.record_version)
-    assert version is not None
+def _stored_from(row: Any, referral_id: str, repeat: str, response: bytes | None = None) -> Stored:
+    """A Stored for an existing record version row (version, status, record, received_at)."""
     return Stored(
-        earlier.referral_id,
-        version.version,
+        referral_id,
+        row.version,
         False,
-        version.status,
-        orjson.loads(version.record),
-        version.received_at,
-        earlier.response,
-        "resend" if earlier.body_sha256 == message.sha256 else "key-reused",
+        row.status,
+        orjson.loads(row.record),
+        row.received_at,
+        response,
+        repeat,
     )
 
 
-def _repeat_of(
-    session: Session, message: InboundMessage, referral: Referral, content_sha256: str
-) -> tuple[RecordVersion | None, str]:
-    """The version a repeated message made, or the current version when content is unchanged."""
-    earlier = session.scalars(
-        select(Message.record_version)
-        .where(
-            Message.source == message.source,
-            Message.body_sha256 == message.sha256,
-            Message.referral_id == referral.id,
-            Message.status == "accepted",
-        )
-        .limit(1)
-    ).first()
-    if earlier is not None:
-        return _version(session, referral.id, version=earlier), "resend"
-    current = _version(session, referral.id, version=referral.current_version)
-    if current is not None and current.content_sha256 == content_sha256:
-        return current, "same-content"
-    return None, ""
+def _version_row(conn: Connection, referral_id: str, version: int) -> Any:
+    """One stored version of a referral."""
+    return conn.execute(_VERSION, {"referral_id": referral_id, "version": version}).first()
 
 
-def _store_once(
-    db: Database,
-    session: Session,
-    message: InboundMessage,
-    record: dict[str, Any],
-    content_sha256: str,
-    identifier: str,
-) -> Stored:
-    """One attempt inside one transaction."""
-    if db.is_postgres:
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+def _repeat(
+    conn: Connection, message: InboundMessage, identifier: str, content_sha256: str
+) -> tuple[Stored | None, Any]:
+    """(what an earlier message stored if this one repeats it, the referral row or None)."""
     if message.dedup_key is not None:
-        earlier = _accepted_with_key(session, message)
-        if earlier is not None:
-            return earlier
-    referral = session.scalars(
-        select(Referral).where(
-            Referral.source == message.source, Referral.referral_identifier == identifier
-        )
+        earlier = conn.execute(
+            _FIND_BY_KEY, {"source": message.source, "key": message.dedup_key}
+        ).first()
+        if earlier is not None and earlier.referral_id and earlier.record_version:
+            why = "resend" if earlier.body_sha256 == message.sha256 else "key-reused"
+            row = _version_row(conn, earlier.referral_id, earlier.record_version)
+            return _stored_from(row, earlier.referral_id, why, earlier.response), None
+    referral = conn.execute(
+        _FIND_REFERRAL, {"source": message.source, "identifier": identifier}
     ).first()
-    if referral is not None:
-        same, why = _repeat_of(session, message, referral, content_sha256)
-        if same is not None:
-            return Stored(
-                referral.id,
-                same.version,
-                False,
-                same.status,
-                orjson.loads(same.record),
-                same.received_at,
-                repeat=why,
-            )
-    now = message.received_at
-    status = record_status(record)
-    record["provenance"]["received_at"] = now.isoformat()
     if referral is None:
-        referral = Referral(
-            id=str(uuid.uuid4()),
-            source=message.source,
-            referral_identifier=identifier,
-            current_version=1,
-            status=status,
-            created_at=now,
-            updated_at=now,
+        return None, None
+    resent = conn.execute(
+        _FIND_RESEND,
+        {"source": message.source, "sha": message.sha256, "referral_id": referral.id},
+    ).first()
+    if resent is not None:
+        row = _version_row(conn, referral.id, resent.record_version)
+        return _stored_from(row, referral.id, "resend", resent.response), referral
+    current = _version_row(conn, referral.id, referral.current_version)
+    if current is not None and current.content_sha256 == content_sha256:
+        return _stored_from(current, referral.id, "same-content"), referral
+    return None, referral
+
+
+def _insert(
+    conn: Connection,
+    message: InboundMessage,
+    referral: Any,
+    rows: tuple[dict[str, Any], str, str, str, str],
+    record: dict[str, Any],
+) -> Stored:
+    """Insert the referral (or its next version), the message and the record version."""
+    message_row, identifier, status, content_sha256, record_json = rows
+    now = message.received_at
+    if referral is None:
+        referral_id, version = str(uuid.uuid4()), 1
+        conn.execute(
+            _NEW_REFERRAL,
+            {
+                "id": referral_id,
+                "source": message.source,
+                "referral_identifier": identifier,
+                "current_version": 1,
+                "status": status,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-        session.add(referral)
     else:
-        referral.current_version += 1
-        referral.status = status
-        referral.updated_at = now
-    session.flush()
-    stored_message = add_message(
-        session,
-        message,
-        status="accepted",
-        http_status=message.success_status,
-        referral_id=referral.id,
-        record_version=referral.current_version,
-        diagnostics=record.get("diagnostics") or None,
-    )
-    session.add(
-        RecordVersion(
-            referral_id=referral.id,
-            version=referral.current_version,
-            content_sha256=content_sha256,
-            status=status,
-            record=orjson.dumps(record).decode(),
-            received_at=now,
-            message_id=stored_message.id,
+        referral_id, version = referral.id, referral.current_version + 1
+        moved = conn.execute(
+            _NEXT_VERSION,
+            {
+                "rid": referral_id,
+                "seen": referral.current_version,
+                "version": version,
+                "new_status": status,
+                "now": now,
+            },
         )
+        if moved.rowcount != 1:
+            raise _Overtaken
+    message_id = conn.execute(
+        _NEW_MESSAGE, {**message_row, "referral_id": referral_id, "record_version": version}
+    ).scalar_one()
+    conn.execute(
+        _NEW_VERSION,
+        {
+            "referral_id": referral_id,
+            "version": version,
+            "content_sha256": content_sha256,
+            "status": status,
+            "record": record_json,
+            "received_at": now,
+            "message_id": message_id,
+        },
     )
-    return Stored(referral.id, referral.current_version, True, status, record, now)
+    return Stored(referral_id, version, True, status, record, now, message.response)
 
 
 def envelope(
@@ -218,7 +270,7 @@ def envelope(
 
 def get_record(db: Database, referral_id: str, version: int | None = None) -> dict[str, Any]:
     """The current (or a given) version of one referral's record."""
-    with db.transaction() as session:
+    with db.reading() as session:
         referral = session.get(Referral, referral_id)
         if referral is None:
             raise NotFound(f"no record {referral_id}", expression="id")
@@ -235,7 +287,7 @@ def get_record(db: Database, referral_id: str, version: int | None = None) -> di
 
 def records_since(db: Database, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """Record versions after ``cursor`` in commit order, and the cursor to ask from next."""
-    with db.transaction() as session:
+    with db.reading() as session:
         rows = session.execute(
             select(RecordVersion, Referral)
             .join(Referral, Referral.id == RecordVersion.referral_id)

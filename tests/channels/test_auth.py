@@ -112,7 +112,7 @@ def test_revoked_key_is_401(gateway: Gateway) -> None:
         },
     )
     refused(response, 401, "login")
-    fresh.application.extensions["gateway.db"].engine.dispose()
+    fresh.application.extensions["gateway.db"].dispose()
     # Other sources' keys are untouched.
     emis = (FIXTURES / "emis-web" / "01-new-referral.json").read_bytes()
     assert gateway.post(MESSAGE, emis, "emis-web").status_code == 200

@@ -524,7 +524,7 @@ def test_body_over_configured_limit(sqlite_url: str, limit: int, size: int | Non
     assert_refused(response, 413, "too-costly", None)
     assert response.headers["Connection"] == "close"
     assert_kept_truncated(gw, body)
-    gw.app.extensions["gateway.db"].engine.dispose()
+    gw.app.extensions["gateway.db"].dispose()
 
 
 def test_body_exactly_at_limit_is_accepted(sqlite_url: str) -> None:
@@ -532,7 +532,7 @@ def test_body_exactly_at_limit_is_accepted(sqlite_url: str) -> None:
     gw = build_gateway(sqlite_url, MAX_BODY_BYTES=len(body))
     assert gw.post(SERVICE_REQUEST, body, "vision").status_code == 201
     assert gw.post(SERVICE_REQUEST, body + b" ", "vision").status_code == 413
-    gw.app.extensions["gateway.db"].engine.dispose()
+    gw.app.extensions["gateway.db"].dispose()
 
 
 def test_default_limit_refuses_5_mib_plus_one(gateway: Gateway) -> None:
@@ -558,7 +558,7 @@ def test_streamed_body_over_limit_keeps_first_64_kib(sqlite_url: str) -> None:
     )
     assert_refused(response, 413, "too-costly", None)
     assert_kept_truncated(gw, body)
-    gw.app.extensions["gateway.db"].engine.dispose()
+    gw.app.extensions["gateway.db"].dispose()
 
 
 @pytest.mark.parametrize("where", ["identifier", "header-id"])

@@ -125,7 +125,7 @@ def test_simultaneous_identical_requests_make_one_record(db_url: str) -> None:
     assert statuses == [200] * 8
     referrals, versions, messages = counts(gw)
     assert (referrals, versions, messages) == (1, 1, 1)
-    gw.app.extensions["gateway.db"].engine.dispose()
+    gw.app.extensions["gateway.db"].dispose()
 
 
 def test_feed_pages_in_order_without_gaps(any_gateway: Gateway) -> None:

@@ -34,7 +34,7 @@ def test_healthz_is_503_when_the_sqlite_store_is_gone(tmp_path: Path) -> None:
     db = gw.app.extensions["gateway.db"]
     assert gw.client.get("/healthz").status_code == 200
     # The volume goes away under a running gateway: SQLite cannot reopen the file.
-    db.engine.dispose()
+    db.dispose()
     shutil.rmtree(folder)
     response = gw.client.get("/healthz")
     assert response.status_code == 503
@@ -46,7 +46,7 @@ def test_healthz_is_503_when_the_sqlite_store_is_gone(tmp_path: Path) -> None:
     fhir_valid(posted.json)
     assert posted.json["issue"][0]["code"] == "transient"
     assert not folder.exists()  # nothing was silently recreated
-    db.engine.dispose()
+    db.dispose()
 
 
 def test_healthz_is_503_when_postgresql_is_unreachable() -> None:
@@ -59,7 +59,7 @@ def test_healthz_is_503_when_postgresql_is_unreachable() -> None:
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "store unavailable"
-    app.extensions["gateway.db"].engine.dispose()
+    app.extensions["gateway.db"].dispose()
 
 
 def test_record_schema_is_open_and_a_usable_json_schema(gateway: Gateway) -> None:

@@ -39,7 +39,7 @@ def listeners(db_url: str) -> Iterator[tuple[dict[str, MllpServer], Database]]:
     yield dict(zip(V2_SOURCES, servers, strict=True)), db
     for server in servers:
         server.shutdown()
-    db.engine.dispose()
+    db.dispose()
 
 
 def send(server: MllpServer, raw: bytes) -> bytes:

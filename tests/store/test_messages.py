@@ -47,4 +47,4 @@ def test_rejected_messages_keep_bytes_and_clip_metadata(db_url: str) -> None:
     assert cut.http_status == 413
     assert len(cut.content_type or "") == 200
     assert cut.request_id == cut.correlation_id == cut.source_message_id == long_id[:200]
-    db.engine.dispose()
+    db.dispose()

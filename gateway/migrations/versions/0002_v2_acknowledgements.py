@@ -15,20 +15,19 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add the columns and indexes."""
-    with op.batch_alter_table("messages") as batch:
-        batch.add_column(sa.Column("control_id", sa.String(200)))
-        batch.add_column(sa.Column("dedup_key", sa.String(600)))
-        batch.add_column(sa.Column("response", sa.LargeBinary()))
-        batch.create_index("ix_messages_source_control", ["source", "control_id"])
-        batch.create_unique_constraint("uq_messages_source_dedup", ["source", "dedup_key"])
+    """Add the columns and indexes (no table rebuild, so existing rows and keys stay put)."""
+    op.add_column("messages", sa.Column("control_id", sa.String(200)))
+    op.add_column("messages", sa.Column("dedup_key", sa.String(600)))
+    op.add_column("messages", sa.Column("response", sa.LargeBinary()))
+    op.create_index("ix_messages_source_control", "messages", ["source", "control_id"])
+    op.create_index("uq_messages_source_dedup", "messages", ["source", "dedup_key"], unique=True)
 
 
 def downgrade() -> None:
     """Remove them."""
+    op.drop_index("uq_messages_source_dedup", "messages")
+    op.drop_index("ix_messages_source_control", "messages")
     with op.batch_alter_table("messages") as batch:
-        batch.drop_constraint("uq_messages_source_dedup", type_="unique")
-        batch.drop_index("ix_messages_source_control")
         batch.drop_column("response")
         batch.drop_column("dedup_key")
         batch.drop_column("control_id")
