@@ -119,21 +119,43 @@ class CompiledPath:
     #: HL7 v2 segments whose occurrences this path selects whole (OBX.where(...)).
     selects_segments: frozenset[str] = frozenset()
 
-    def evaluate(self, env: Env) -> Collection:
-        """Every value of the first alternative that selects anything (``|`` is a fallback)."""
-        for alt in self.alternatives:
-            col = alt.run(env)
-            if col:
-                return col
-        return []
+    evaluate: Callable[[Env], Collection] = field(init=False, repr=False, compare=False)
+    first: Callable[[Env], Any] = field(init=False, repr=False, compare=False)
 
-    def first(self, env: Env) -> Any:
-        """The first value of the first alternative that selects anything, or None."""
-        for alt in self.alternatives:
-            col = alt.run(env)
-            if col:
-                return col[0]
-        return None
+    def __post_init__(self) -> None:
+        runs = [alt.run for alt in self.alternatives]
+        if len(runs) == 1:
+            run = runs[0]
+
+            def evaluate(env: Env) -> Collection:
+                """Every value the path selects."""
+                return run(env)
+
+            def first(env: Env) -> Any:
+                """The first value the path selects, or None."""
+                col = run(env)
+                return col[0] if col else None
+
+        else:
+
+            def evaluate(env: Env) -> Collection:
+                """Every value of the first alternative that selects anything (a fallback)."""
+                for each in runs:
+                    col = each(env)
+                    if col:
+                        return col
+                return []
+
+            def first(env: Env) -> Any:
+                """The first value of the first alternative that selects anything, or None."""
+                for each in runs:
+                    col = each(env)
+                    if col:
+                        return col[0]
+                return None
+
+        object.__setattr__(self, "evaluate", evaluate)
+        object.__setattr__(self, "first", first)
 
 
 @dataclass(frozen=True)
@@ -379,6 +401,9 @@ class _Parser:
             terms.append(self.term())
         if len(terms) == 1:
             return terms[0]
+        if len(terms) == 2:
+            one, two = terms
+            return lambda item, env: one(item, env) and two(item, env)
         return lambda item, env: all(t(item, env) for t in terms)
 
     def term(self) -> Callable[[Any, Env], bool]:
