@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "WORKERS": 2,
     "THREADS": 4,
     "LOG_LEVEL": "INFO",
+    # Outbound deliveries (webhooks, write-back, pulls): a YAML file; empty means none.
+    "DESTINATIONS": "",
+    # Run an outbox worker thread inside each `gateway serve` worker process.
+    "OUTBOX_IN_SERVE": 1,
     # MLLP: seconds a connection may sit idle, and connections served at once per port.
     "MLLP_IDLE_TIMEOUT": 60,
     "MLLP_MAX_CONNECTIONS": 64,
@@ -35,6 +39,7 @@ _INTS = {
     "THREADS",
     "MLLP_IDLE_TIMEOUT",
     "MLLP_MAX_CONNECTIONS",
+    "OUTBOX_IN_SERVE",
 }
 
 

@@ -111,3 +111,26 @@ class MappingError(Exception):
         super().__init__(f"{where}: {message}")
         self.file = file
         self.line = line
+
+
+class DeliveryError(Exception):
+    """A delivery to a destination failed; the outbox worker decides what happens next."""
+
+    def __init__(self, reason: str, *, response: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.response = response
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying: a timeout, a refused connection, 5xx, 429, an HL7 v2 AR."""
+
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, response: str | None = None
+    ) -> None:
+        super().__init__(reason, response=response)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Not worth retrying unchanged: a 4xx with an OperationOutcome, an HL7 v2 AE."""

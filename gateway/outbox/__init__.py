@@ -1,0 +1,1 @@
+"""The durable outbox: deliveries queued in the store and sent by workers after commit."""
