@@ -10,16 +10,19 @@ from typing import Any
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from gateway.channels import fhir, hl7v2, records, service
+from gateway.channels import fhir, hl7v2, outcomes, records, service
 from gateway.channels.http import fhir_response
 from gateway.config import load_config
+from gateway.destinations import Destinations, load_destinations
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error, issue, operation_outcome
 from gateway.hl7v2.intake import V2Intake
 from gateway.mapping.engine import load_mappings
+from gateway.outcome.intake import queue_webhooks
 from gateway.referral import ReferralIntake
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
+from gateway.store.referrals import OnStored
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +39,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     mappings = load_mappings(Path(app.config["MAPPINGS_DIR"]))
+    destinations = load_destinations(app.config["DESTINATIONS"], set(mappings))
     db = Database(app.config["DATABASE_URL"])
+    on_stored = webhook_hook(destinations)
+    app.extensions["gateway.destinations"] = destinations
     app.extensions["gateway.db"] = db
     app.extensions["gateway.mappings"] = mappings
     app.extensions["gateway.keys"] = KeyRing(db)
-    app.extensions["gateway.intake"] = ReferralIntake(db, mappings)
-    app.extensions["gateway.v2intake"] = V2Intake(db, mappings)
-    for blueprint in (fhir.bp, hl7v2.bp, records.bp, service.bp):
+    app.extensions["gateway.intake"] = ReferralIntake(db, mappings, on_stored)
+    app.extensions["gateway.v2intake"] = V2Intake(db, mappings, on_stored)
+    for blueprint in (fhir.bp, hl7v2.bp, outcomes.bp, records.bp, service.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
     return app
+
+
+def webhook_hook(destinations: Destinations) -> OnStored | None:
+    """Queue webhooks for new record versions when platforms are configured."""
+    if not destinations.platforms:
+        return None
+    return lambda conn, envelope: queue_webhooks(conn, destinations, envelope)
 
 
 def _register_errors(app: Flask) -> None:

@@ -129,6 +129,66 @@ def check_mappings(mappings_dir: str | None, fixtures_dir: str, update: bool) ->
         sys.exit(1)
 
 
+@main.command()
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
+def worker(no_migrate: bool) -> None:
+    """Deliver outbox items (write-backs, webhooks) until stopped."""
+    import logging
+    import signal
+
+    from gateway.delivery import build_deliverers
+    from gateway.destinations import load_destinations
+    from gateway.outbox.worker import Worker
+
+    config = load_config()
+    logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
+    destinations = load_destinations(config["DESTINATIONS"], set(_mappings(None)))
+    database = Database(config["DATABASE_URL"])
+    if not no_migrate:
+        upgrade(database)
+    loop = Worker(database, build_deliverers(destinations), destinations.retry)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: loop.stop())
+    loop.run_forever()
+
+
+@main.group()
+def outbox() -> None:
+    """The outbox: counts, dead letters, replay."""
+
+
+@outbox.command("status")
+def outbox_status() -> None:
+    """How many items are pending, delivering, delivered, dead."""
+    from gateway.outbox import queue
+
+    for status, count in sorted(queue.counts(_db()).items()):
+        click.echo(f"{status}: {count}")
+
+
+@outbox.command("dead")
+def outbox_dead() -> None:
+    """List dead-lettered items with the destination's answer."""
+    from gateway.outbox import queue
+
+    for item in queue.dead_letters(_db()):
+        click.echo(" ".join(f"{k}={v}" for k, v in item.items() if v is not None))
+
+
+@outbox.command("replay")
+@click.argument("item_id", type=int)
+def outbox_replay(item_id: int) -> None:
+    """Send a dead-lettered item again."""
+    from gateway.errors import NotFound
+    from gateway.outbox import queue
+
+    try:
+        queue.replay(_db(), item_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"outbox item {item_id} queued again")
+
+
 @main.group()
 def db() -> None:
     """Database schema."""
@@ -150,14 +210,19 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--source", default=None, help="A source system (a mappings/ folder).")
 @click.option("--platform", default=None, help="A link-worker platform name.")
+@click.option("--admin", default=None, help="An operator (dead letters, replay).")
 @click.option("--label", default=None, help="A note to recognise the key by.")
-def keys_create(source: str | None, platform: str | None, label: str | None) -> None:
+def keys_create(
+    source: str | None, platform: str | None, admin: str | None, label: str | None
+) -> None:
     """Create a key and print it once; only its hash is stored."""
-    if bool(source) == bool(platform):
-        raise click.UsageError("give exactly one of --source or --platform")
+    if sum(bool(x) for x in (source, platform, admin)) != 1:
+        raise click.UsageError("give exactly one of --source, --platform or --admin")
     if source and source not in _mappings(None):
         raise click.ClickException(f"no mapping for source {source!r}")
-    kind, name = ("source", source) if source else ("platform", platform)
+    kind, name = (
+        ("source", source) if source else ("platform", platform) if platform else ("admin", admin)
+    )
     database = _db()
     upgrade(database)
     click.echo(key_store.create_key(database, kind, str(name), label))

@@ -19,7 +19,7 @@ from gateway.fhir.structure import check_resource
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
 from gateway.store.messages import InboundMessage, store_rejected
-from gateway.store.referrals import Stored, store_referral
+from gateway.store.referrals import OnStored, Stored, store_referral
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,12 @@ def translate_message(
 class ReferralIntake:
     """Receives FHIR referrals for every source with a mapping."""
 
-    def __init__(self, db: Database, mappings: dict[str, Mapping]) -> None:
+    def __init__(
+        self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
+    ) -> None:
         self.db = db
         self.mappings = mappings
+        self.on_stored = on_stored
 
     def translate(
         self, message: InboundMessage, expected: tuple[str, ...]
@@ -169,7 +172,7 @@ class ReferralIntake:
             fault = InternalFault("the gateway could not process this message; it has been kept")
             self.reject(message, fault, "failed")
             raise fault from exc
-        stored = store_referral(self.db, message, record, content_sha256(record))
+        stored = store_referral(self.db, message, record, content_sha256(record), self.on_stored)
         log.info(
             "referral %s from %s: record %s v%d (%s)",
             message.source_message_id,

@@ -23,8 +23,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         app = create_app()
+        if app.config["OUTBOX_IN_SERVE"]:
+            start_outbox_worker(app)
         settle_heap()
         return app
+
+
+def start_outbox_worker(app: Any) -> None:
+    """One outbox worker thread in this web worker process (claims never collide)."""
+    from gateway.delivery import build_deliverers
+    from gateway.outbox.worker import Worker
+
+    destinations = app.extensions["gateway.destinations"]
+    Worker(app.extensions["gateway.db"], build_deliverers(destinations), destinations.retry).start()
 
 
 def run(host: str, port: int, workers: int, threads: int) -> None:

@@ -22,7 +22,7 @@ from gateway.referral import InternalFault, content_sha256
 from gateway.store.database import Database
 from gateway.store.messages import InboundMessage, store_rejected
 from gateway.store.models import Message
-from gateway.store.referrals import store_referral
+from gateway.store.referrals import OnStored, store_referral
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -57,9 +57,12 @@ def dedup_key(message: V2Message) -> str:
 class V2Intake:
     """Receives HL7 v2 messages for every source with an hl7v2 mapping."""
 
-    def __init__(self, db: Database, mappings: dict[str, Mapping]) -> None:
+    def __init__(
+        self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
+    ) -> None:
         self.db = db
         self.mappings = mappings
+        self.on_stored = on_stored
 
     def handle(self, source: str, raw: bytes, channel: str) -> bytes:
         """The ACK for one message; never raises."""
@@ -89,7 +92,9 @@ class V2Intake:
             return self._refuse(inbound, parsed, fault, status="failed")
         inbound.response = build_ack(parsed)
         try:
-            stored = store_referral(self.db, inbound, record, content_sha256(record))
+            stored = store_referral(
+                self.db, inbound, record, content_sha256(record), self.on_stored
+            )
         except StoreUnavailable as exc:
             return build_ack(parsed, exc)
         if stored.repeat == "key-reused":

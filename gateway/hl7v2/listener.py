@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from gateway.app import webhook_hook
+from gateway.destinations import load_destinations
 from gateway.errors import StoreUnavailable
 from gateway.heap import settle_heap
 from gateway.hl7v2.ack import build_ack
@@ -38,7 +40,8 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
     for source in listen:
         if source not in mappings or mappings[source].compiled.format != "hl7v2":
             raise ValueError(f"{source} is not an HL7 v2 source: {sorted(mappings)}")
-    intake = V2Intake(Database(config["DATABASE_URL"]), mappings)
+    destinations = load_destinations(config["DESTINATIONS"], set(mappings))
+    intake = V2Intake(Database(config["DATABASE_URL"]), mappings, webhook_hook(destinations))
     servers = []
     for source, port in listen.items():
 

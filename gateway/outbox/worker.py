@@ -30,8 +30,9 @@ class Deliverer(Protocol):
 
 def backoff(attempt: int, policy: Retry, retry_after: float | None = None) -> float:
     """Seconds before attempt ``attempt + 1``: exponential with ±50% jitter, capped."""
-    delay = min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))
-    delay *= random.uniform(0.5, 1.5)  # jitter, so retries from many items spread out
+    # Jitter, so retries from many items spread out; the cap applies after it.
+    delay = policy.base_delay * 2.0 ** min(attempt - 1, 30) * random.uniform(0.5, 1.5)
+    delay = min(policy.max_delay, delay)
     if retry_after is not None:  # the server said when: never sooner than that
         delay = max(delay, retry_after)
     return float(delay)

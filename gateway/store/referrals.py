@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -50,11 +51,16 @@ def record_status(record: dict[str, Any]) -> str:
     return "cancelled" if status == "revoked" else status
 
 
+#: Called inside the write transaction with each new record version's envelope (webhooks).
+OnStored = Callable[[Connection, dict[str, Any]], None]
+
+
 def store_referral(
     db: Database,
     message: InboundMessage,
     record: dict[str, Any],
     content_sha256: str,
+    on_stored: OnStored | None = None,
 ) -> Stored:
     """Store a new referral or a new version; a repeat stores nothing and returns what it made.
 
@@ -86,7 +92,10 @@ def store_referral(
             with db.writing() as conn:
                 if db.is_postgres:
                     conn.execute(_FEED_LOCK_SQL, {"k": _FEED_LOCK})
-                return _insert(conn, message, referral, rows, record)
+                stored = _insert(conn, message, referral, rows, record)
+                if on_stored is not None:
+                    on_stored(conn, _envelope_of(stored, message.source, rows[1]))
+                return stored
         except (IntegrityError, _Overtaken):
             continue
     raise StoreUnavailable("the referral could not be stored after repeated conflicts")
@@ -129,6 +138,21 @@ _VERSION = select(
     _VERSIONS.c.version == bindparam("version"),
 )
 _NEW_REFERRAL = insert(_REFERRALS)
+
+
+def _envelope_of(stored: Stored, source: str, identifier: str) -> dict[str, Any]:
+    """The feed envelope of a version just stored (as GET /records/{id} shows it)."""
+    return {
+        "id": stored.referral_id,
+        "version": stored.version,
+        "status": stored.status,
+        "source": source,
+        "referral_identifier": identifier,
+        "received_at": stored.received_at.isoformat(),
+        "record": stored.record,
+    }
+
+
 _NEXT_VERSION = (
     update(_REFERRALS)
     .where(
@@ -139,6 +163,7 @@ _NEXT_VERSION = (
         current_version=bindparam("version"),
         status=bindparam("new_status"),
         updated_at=bindparam("now"),
+        cancellation_requested=bindparam("cancel"),
     )
 )
 _NEW_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
@@ -216,6 +241,8 @@ def _insert(
                 "status": status,
                 "created_at": now,
                 "updated_at": now,
+                "workflow_status": "requested",
+                "cancellation_requested": status == "cancelled",
             },
         )
     else:
@@ -228,6 +255,8 @@ def _insert(
                 "version": version,
                 "new_status": status,
                 "now": now,
+                # The referrer cancelled: a request the platform confirms with an outcome.
+                "cancel": status == "cancelled",
             },
         )
         if moved.rowcount != 1:
@@ -260,6 +289,8 @@ def envelope(
         "status": version.status,
         "source": referral.source,
         "referral_identifier": referral.referral_identifier,
+        "workflow_status": referral.workflow_status,
+        "cancellation_requested": referral.cancellation_requested,
         "cursor": str(version.seq),
         "received_at": version.received_at.replace(
             tzinfo=version.received_at.tzinfo or UTC

@@ -1,0 +1,55 @@
+"""Outcomes from link-worker platforms, and the outbox's dead-letter list for operators."""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, current_app
+
+from gateway.auth import authenticate
+from gateway.channels.http import read_body, too_large
+from gateway.destinations import Destinations
+from gateway.outbox import queue
+from gateway.outcome.intake import take_outcome
+from gateway.store.database import Database
+
+bp = Blueprint("outcomes", __name__)
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+@bp.post("/referrals/<referral_id>/outcomes")
+def post_outcome(referral_id: str) -> Response:
+    """Take one outcome from the platform: 201 stored, 200 a resend, 409 an illegal move."""
+    platform = authenticate("platform")
+    body, over = read_body()
+    if over:
+        raise too_large()
+    db: Database = current_app.extensions["gateway.db"]
+    destinations: Destinations = current_app.extensions["gateway.destinations"]
+    taken = take_outcome(db, destinations, platform.name, referral_id, body)
+    return _json(
+        {
+            "referral_id": taken.referral_id,
+            "outcome_id": taken.outcome_id,
+            "workflow_status": taken.workflow_status,
+            "deliveries": taken.deliveries,
+        },
+        201 if taken.created else 200,
+    )
+
+
+@bp.get("/outbox/dead")
+def list_dead() -> Response:
+    """The dead-letter list (admin key)."""
+    authenticate("admin")
+    return _json({"items": queue.dead_letters(current_app.extensions["gateway.db"])})
+
+
+@bp.post("/outbox/<int:item_id>/replay")
+def replay(item_id: int) -> Response:
+    """Send a dead-lettered item again (admin key)."""
+    authenticate("admin")
+    queue.replay(current_app.extensions["gateway.db"], item_id)
+    return _json({"id": item_id, "status": "pending"})
