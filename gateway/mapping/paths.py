@@ -475,25 +475,10 @@ def _type_root(rtype: str) -> Callable[[Env], Collection]:
 
 
 def _element(name: str) -> Step:
+    """Element ``name`` of each node (generated code inlines this; relative paths call it)."""
+
     def step(col: Collection, env: Env) -> Collection:
-        if len(col) == 1:
-            # The common case, one node: no new list unless the value is a scalar.
-            item = col[0]
-            value = item.get(name) if type(item) is dict else None
-            if value is None:
-                return []
-            return value if type(value) is list else [value]
-        out: Collection = []
-        for item in col:
-            if type(item) is dict:
-                value = item.get(name)
-                if value is None:
-                    continue
-                if type(value) is list:
-                    out.extend(value)
-                else:
-                    out.append(value)
-        return out
+        return _many(col, name)
 
     step.element = name  # type: ignore[attr-defined]
     return step
@@ -503,18 +488,11 @@ def _numbered(name: str) -> Step:
     """HL7 v2 field/component/sub-component ``name``: text with no parts is its own part 1."""
 
     def step(col: Collection, env: Env) -> Collection:
+        if name != "1" or not any(type(item) is str for item in col):
+            return _many(col, name)
         out: Collection = []
-        for item in col:
-            if type(item) is dict:
-                value = item.get(name)
-                if value is None:
-                    continue
-                if type(value) is list:
-                    out.extend(value)
-                else:
-                    out.append(value)
-            elif name == "1" and type(item) is str:
-                out.append(item)
+        for item in col:  # keep the order when plain text and parts are mixed
+            out.extend([item] if type(item) is str else _many([item], name))
         return out
 
     step.numbered = name  # type: ignore[attr-defined]
