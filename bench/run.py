@@ -1,4 +1,4 @@
-"""Benchmark the referral gateway: in-process translation, then HTTP intake against a baseline.
+"""Benchmark the referral gateway: in-process translation, HTTP intake, the write-back Bundle.
 
 Run as ``/work/venv/bin/python bench/run.py`` (or ``make bench``). Prints a report and writes
 the same figures to bench/results/latest.json. ``--sweep`` instead compares gunicorn
@@ -22,6 +22,7 @@ from typing import Any
 
 import inprocess
 import orjson
+import writeback
 from baseline_app import create_schema
 from load import CONNECTIONS, WRK_THREADS, LoadResult, run_python, run_wrk, warm_up, wrk_path
 from payload import FIXTURES, LOAD_SOURCE, fill, ids, referral_template
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-writeback", action="store_true")
     parser.add_argument(
         "--sweep", action="store_true", help="compare worker/thread settings instead"
     )
@@ -412,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_http:
             report["http"] = http_section(args, Path(tmp))
             print_http(report["http"])
+    if not args.skip_writeback:
+        print()
+        report["writeback"] = writeback.run(args.seconds)
+        writeback.report(report["writeback"])
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     path = write("latest.json", report)
     print(f"\nTotal {report['elapsed_s']} s; figures written to {path}")

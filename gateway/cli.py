@@ -1,4 +1,4 @@
-"""The ``gateway`` command line: serve, translate, check-mappings, db, keys."""
+"""The ``gateway`` command line: serve, translate, check-mappings, pull, sandbox, db, keys."""
 
 from __future__ import annotations
 
@@ -187,6 +187,88 @@ def outbox_replay(item_id: int) -> None:
     except NotFound as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"outbox item {item_id} queued again")
+
+
+@main.command()
+@click.option(
+    "--source", required=True, help="A source with a pull entry in the destinations file."
+)
+@click.option("--once", is_flag=True, help="Poll one round, print how many were taken, exit.")
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
+def pull(source: str, once: bool, no_migrate: bool) -> None:
+    """Poll a source's FHIR server for ServiceRequests and take them as referrals."""
+    import logging
+    import signal
+    import threading
+
+    from gateway.app import webhook_hook
+    from gateway.destinations import load_destinations
+    from gateway.pull import Poller
+    from gateway.referral import ReferralIntake
+
+    config = load_config()
+    logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
+    mappings = _mappings(config["MAPPINGS_DIR"])
+    try:
+        destinations = load_destinations(config["DESTINATIONS"], set(mappings))
+    except MappingError as exc:
+        raise click.ClickException(f"destinations error: {exc}") from None
+    target = destinations.pull.get(source)
+    if target is None:
+        raise click.ClickException(
+            f"no pull configured for {source!r} (GATEWAY_DESTINATIONS: pull: {source}: ...)"
+        )
+    database = Database(config["DATABASE_URL"])
+    if not no_migrate:
+        upgrade(database)
+    intake = ReferralIntake(database, mappings, webhook_hook(destinations))
+    poller = Poller(intake, target)
+    if once:
+        taken = poller.poll_once()
+        click.echo(f"{source}: {taken} new referral(s)")
+        if poller.last_error:
+            raise click.ClickException(f"round stopped early: {poller.last_error}")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    poller.run_forever(stop)
+
+
+@main.group()
+def sandbox() -> None:
+    """Try things against a FHIR test server (synthetic fixtures only)."""
+
+
+@sandbox.command("push")
+@click.option(
+    "--base",
+    default=None,
+    help="FHIR base URL (default: the HAPI public sandbox, https://hapi.fhir.org/baseR4).",
+)
+@click.option("--token-env", default=None, help="An environment variable with a bearer token.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+@click.argument("fixture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def sandbox_push(base: str | None, token_env: str | None, timeout: float, fixture: Path) -> None:
+    """Send FIXTURE (a synthetic referral) to a FHIR server as a transaction Bundle."""
+    import os
+
+    from gateway.errors import GatewayError
+    from gateway.sandbox import HAPI_SANDBOX, PushError, load_fixture, push, to_transaction
+
+    target = base or HAPI_SANDBOX
+    try:
+        bundle = to_transaction(load_fixture(fixture))
+    except GatewayError as exc:
+        raise click.ClickException(f"{fixture}: {exc.message}") from None
+    token = os.environ.get(token_env) if token_env else None
+    try:
+        results = push(target, bundle, token=token, timeout=timeout)
+    except PushError as exc:
+        raise click.ClickException(f"push to {target} failed: {exc}") from None
+    click.echo(f"{target}: {len(results)} entries")
+    for result in results:
+        click.echo(f"{result.status}  {result.location or '-'}")
 
 
 @main.group()

@@ -117,6 +117,11 @@ class Pull:
     overlap: float = 120.0
     page_size: int = 50
 
+    @property
+    def token(self) -> str | None:
+        """A bearer token for the FHIR server, from the environment."""
+        return os.environ.get(self.token_env) if self.token_env else None
+
 
 @dataclass(frozen=True)
 class Retry:

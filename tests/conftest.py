@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fhirserver import FhirServer
 from support import Gateway, build_gateway, fresh_postgres, postgres_url
 
 import gateway.app as app_module
@@ -64,3 +66,19 @@ def any_gateway(db_url: str) -> Iterator[Gateway]:
     gw = build_gateway(db_url)
     yield gw
     gw.app.extensions["gateway.db"].dispose()
+
+
+@pytest.fixture
+def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    """A real FHIR R4 server (sekmet-fhir) on a free 127.0.0.1 port with an empty store.
+
+    Started fresh for each test (under a second); stopped at teardown, even on failure.
+    """
+    if importlib.util.find_spec("sekmet") is None:
+        pytest.skip("sekmet-fhir is not installed (pip install -e '.[dev]')")
+    server = FhirServer(tmp_path_factory.mktemp("sekmet"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

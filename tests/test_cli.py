@@ -173,7 +173,7 @@ def test_keys_create_list_revoke(database_url: str) -> None:
 @pytest.mark.parametrize(
     "args, code, says",
     [
-        (["keys", "create"], 2, "exactly one of --source or --platform"),
+        (["keys", "create"], 2, "exactly one of --source, --platform or --admin"),
         (["keys", "create", "--source", "uk-core", "--platform", "x"], 2, "exactly one"),
         (["keys", "create", "--source", "nosuch"], 1, "no mapping for source 'nosuch'"),
         (["keys", "revoke"], 2, "exactly one of"),

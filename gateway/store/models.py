@@ -145,3 +145,14 @@ class OutboxItem(Base):
     response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PullWatermark(Base):
+    """How far the poller has read a pulled source: the newest meta.lastUpdated it took."""
+
+    __tablename__ = "pull_watermarks"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: The server's clock, not ours (UTC): the next poll asks for _lastUpdated=gt(this - overlap).
+    watermark: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

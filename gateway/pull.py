@@ -1,0 +1,395 @@
+"""Pull mode: poll a source's FHIR server for new or changed ServiceRequests.
+
+Each round asks for ServiceRequests updated after the watermark less the overlap, sorted by
+``_lastUpdated``, with the resources they reference ``_include``d, and follows ``next``
+links to the end. Every ServiceRequest becomes one transaction Bundle holding it and the
+resources it references (fullUrl = the server's absolute URL, so ``Patient/123`` resolves),
+taken through the same intake as a pushed referral. A referenced resource the server did not
+include is read by its relative reference.
+
+The watermark is the newest ``meta.lastUpdated`` taken (the server's clock, never ours) and
+is kept in the store, so a restart resumes where the last complete round ended. It moves
+only when a whole round succeeds: after an error (4xx/5xx, a timeout, the store away) the
+next round asks again from the same point. Seeing a referral again (the overlap, a repeated
+round) is harmless: the intake stores nothing for a repeat.
+
+Limitation: a server that pages by live offset (rather than a snapshot of the search, as
+HAPI does) can shift a result past a page boundary when resources change mid-round; the
+overlap only covers what changed within it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import orjson
+import requests
+
+from gateway.destinations import Pull
+from gateway.errors import GatewayError, StoreUnavailable
+from gateway.referral import ReferralIntake
+from gateway.store.messages import InboundMessage
+from gateway.store.watermarks import read_watermark, save_watermark
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "fhir-pull"
+FHIR_JSON = "application/fhir+json"
+#: What a UK Core referral needs beside the ServiceRequest, in one search where the server can.
+INCLUDES = (
+    ("_include", "ServiceRequest:subject"),
+    ("_include", "ServiceRequest:requester"),
+    ("_include", "ServiceRequest:performer"),
+    ("_include:iterate", "PractitionerRole:practitioner"),
+    ("_include:iterate", "PractitionerRole:organization"),
+    ("_include:iterate", "Patient:general-practitioner"),
+)
+#: References are followed this many steps from the ServiceRequest (requester, then its
+#: practitioner and organisation; subject, then the GP practice).
+MAX_DEPTH = 2
+#: At most this many resources go into one referral's Bundle.
+MAX_RESOURCES = 100
+#: A round stops (without moving the watermark) after this many pages.
+MAX_PAGES = 1000
+#: Types never put in a referral's Bundle: one referral per Bundle, and no message headers.
+SKIPPED_TYPES = frozenset({"ServiceRequest", "MessageHeader", "Bundle"})
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+class PullError(Exception):
+    """This round cannot go on (the server or the store failed); try again next round."""
+
+
+@dataclass
+class _Round:
+    """What one round has done so far."""
+
+    taken: int = 0
+    newest: datetime | None = None
+
+
+def fhir_instant(value: datetime) -> str:
+    """``value`` as a FHIR instant in UTC with milliseconds, rounded down."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """A FHIR instant (meta.lastUpdated) as an aware datetime, or None if it is not one."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def references(node: Any) -> Iterator[str]:
+    """Every literal reference string in a resource, in document order."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            elif key != "contained":
+                yield from references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from references(item)
+
+
+def outcome_text(body: Any) -> str:
+    """The diagnostics of an OperationOutcome body, joined, or '' when it is not one."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    parts = [
+        str(issue.get("diagnostics") or issue.get("details", {}).get("text") or issue.get("code"))
+        for issue in body.get("issue") or []
+        if isinstance(issue, dict)
+    ]
+    return "; ".join(parts)[:1000]
+
+
+class Poller:
+    """Polls one source's FHIR server and hands each ServiceRequest to the intake."""
+
+    def __init__(
+        self,
+        intake: ReferralIntake,
+        pull: Pull,
+        *,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        self.intake = intake
+        self.pull = pull
+        self.session = session or requests.Session()
+        self.clock = clock
+        self.timeout = timeout
+        self.base = pull.fhir.rstrip("/")
+        self._origin = urlsplit(self.base)
+        #: Why the last round stopped early, or None when it completed.
+        self.last_error: str | None = None
+
+    # ---- the round ----
+
+    def poll_once(self) -> int:
+        """One round: returns how many new referrals (or new versions) were stored."""
+        source = self.pull.source
+        db = self.intake.db
+        progress = _Round()
+        try:
+            watermark = read_watermark(db, source)
+            self._round(watermark, progress)
+            if progress.newest is not None and (watermark is None or progress.newest > watermark):
+                save_watermark(db, source, progress.newest, self._now())
+        except (PullError, StoreUnavailable) as exc:
+            self.last_error = str(exc)
+            log.warning(
+                "pull %s: round stopped after %d new referral(s), watermark kept: %s",
+                source,
+                progress.taken,
+                exc,
+            )
+            return progress.taken
+        self.last_error = None
+        log.info("pull %s: %d new referral(s)", source, progress.taken)
+        return progress.taken
+
+    def run_forever(self, stop_event: threading.Event) -> None:
+        """Poll every ``interval`` seconds until ``stop_event`` is set."""
+        while not stop_event.is_set():
+            due = self.clock() + self.pull.interval
+            try:
+                self.poll_once()
+            except Exception:  # a fault of ours: keep polling, the watermark has not moved
+                log.exception("pull %s: round failed", self.pull.source)
+            stop_event.wait(min(self.pull.interval, max(0.0, due - self.clock())))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _round(self, watermark: datetime | None, progress: _Round) -> None:
+        params: list[tuple[str, str]] = []
+        if watermark is not None:
+            since = watermark - timedelta(seconds=self.pull.overlap)
+            params.append(("_lastUpdated", f"gt{fhir_instant(since)}"))
+        params += [("_count", str(self.pull.page_size)), *INCLUDES, ("_sort", "_lastUpdated")]
+        url: str | None = f"{self.base}/ServiceRequest"
+        seen: set[str] = set()
+        while url is not None:
+            if len(seen) >= MAX_PAGES:
+                raise PullError(f"more than {MAX_PAGES} pages in one round")
+            seen.add(url)
+            page = self._get(url, params if len(seen) == 1 else None)
+            if page.get("resourceType") != "Bundle":
+                raise PullError(f"the search answered a {page.get('resourceType')}, not a Bundle")
+            self._page(page, progress)
+            url = self._next(page, seen)
+
+    def _next(self, page: dict[str, Any], seen: set[str]) -> str | None:
+        """The page's next link, if it stays on the configured server.
+
+        A server behind a proxy may write its links with another scheme or port (HAPI
+        writes http:// links when reached over https): the link is followed with the
+        configured scheme and port, and never to another host, so the token stays put.
+        """
+        for link in page.get("link") or []:
+            if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+                there = urlsplit(urljoin(self.base + "/", str(link["url"])))
+                if there.hostname != self._origin.hostname:
+                    raise PullError(
+                        f"the next link points at {there.hostname}, not "
+                        f"{self._origin.hostname}; not followed"
+                    )
+                origin = self._origin
+                url = urlunsplit((origin.scheme, origin.netloc, there.path, there.query, ""))
+                if url in seen:
+                    raise PullError("the next link repeats a page already read")
+                return url
+        return None
+
+    def _page(self, page: dict[str, Any], progress: _Round) -> None:
+        entries = [e for e in page.get("entry") or [] if isinstance(e, dict)]
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        matches: list[tuple[str, dict[str, Any]]] = []
+        for entry in entries:
+            resource = entry.get("resource")
+            if not isinstance(resource, dict):
+                continue
+            rtype, rid = resource.get("resourceType"), resource.get("id")
+            mode = (entry.get("search") or {}).get("mode")
+            if rtype == "OperationOutcome":
+                log.warning(
+                    "pull %s: the server says: %s", self.pull.source, outcome_text(resource)
+                )
+                continue
+            if not isinstance(rtype, str) or not isinstance(rid, str):
+                continue
+            full_url = entry.get("fullUrl")
+            where = full_url if isinstance(full_url, str) else f"{self.base}/{rtype}/{rid}"
+            found[f"{rtype}/{rid}"] = (where, resource)
+            if rtype == "ServiceRequest" and mode in (None, "match"):
+                matches.append((where, resource))
+        for where, request in matches:
+            progress.taken += self._take(where, request, found)
+            updated = parse_instant((request.get("meta") or {}).get("lastUpdated"))
+            if updated is not None and (progress.newest is None or updated > progress.newest):
+                progress.newest = updated
+
+    # ---- one referral ----
+
+    def _take(
+        self,
+        where: str,
+        request: dict[str, Any],
+        found: dict[str, tuple[str, dict[str, Any]]],
+    ) -> int:
+        """Hand one referral to the intake: 1 when it stored something new, else 0."""
+        key = f"ServiceRequest/{request['id']}"
+        body = orjson.dumps(self.bundle_for(where, request, found))
+        message = InboundMessage(
+            channel=CHANNEL, source=self.pull.source, body=body, content_type=FHIR_JSON
+        )
+        try:
+            received = self.intake.receive(message, ("transaction",))
+        except StoreUnavailable as exc:
+            raise PullError(f"the store is unavailable ({key})") from exc
+        except GatewayError as exc:
+            # Kept by the intake as rejected (or failed); the sender fixes it at source, and
+            # a fixed ServiceRequest comes back with a newer lastUpdated.
+            log.warning(
+                "pull %s: %s not taken (%s at %s): kept as %s",
+                self.pull.source,
+                key,
+                exc.issue_code,
+                exc.expression,
+                "failed" if exc.status >= 500 else "rejected",
+            )
+            return 0
+        return 1 if received.stored.created else 0
+
+    def bundle_for(
+        self,
+        where: str,
+        request: dict[str, Any],
+        found: dict[str, tuple[str, dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """A transaction Bundle: the ServiceRequest and what it references, as the server has
+        them. Resources the search did not include are read one by one."""
+        key = f"ServiceRequest/{request['id']}"
+        held: dict[str, tuple[str, dict[str, Any]]] = {key: (where, request)}
+        missing: set[str] = set()
+        frontier = [request]
+        for _ in range(MAX_DEPTH):
+            following: list[dict[str, Any]] = []
+            for resource in frontier:
+                for reference in references(resource):
+                    wanted = self.local_key(reference)
+                    if wanted is None or wanted in held or wanted in missing:
+                        continue
+                    if wanted.split("/")[0] in SKIPPED_TYPES or len(held) >= MAX_RESOURCES:
+                        continue
+                    got = found.get(wanted) or self._read(wanted)
+                    if got is None:
+                        missing.add(wanted)
+                        continue
+                    held[wanted] = got
+                    following.append(got[1])
+            frontier = following
+        if missing:
+            log.warning(
+                "pull %s: %s references %s, which the server does not have",
+                self.pull.source,
+                key,
+                ", ".join(sorted(missing)),
+            )
+        version = (request.get("meta") or {}).get("versionId") or (request.get("meta") or {}).get(
+            "lastUpdated"
+        )
+        return {
+            "resourceType": "Bundle",
+            # The same ServiceRequest version always makes the same Bundle id.
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{where}/_history/{version}")),
+            "type": "transaction",
+            "entry": [
+                {"fullUrl": url, "resource": resource, "request": {"method": "PUT", "url": k}}
+                for k, (url, resource) in held.items()
+            ],
+        }
+
+    def local_key(self, reference: str) -> str | None:
+        """``Type/id`` for a reference to a resource on this server, else None (contained,
+        urn:, logical, conditional, or on another server)."""
+        if reference.startswith(("http://", "https://")):
+            if not reference.startswith(self.base + "/"):
+                return None
+            reference = reference[len(self.base) + 1 :]
+        if "?" in reference or reference.startswith(("#", "urn:")):
+            return None
+        parts = reference.split("/")
+        if len(parts) < 2 or not _TYPE.match(parts[0]) or not _ID.match(parts[1]):
+            return None
+        return f"{parts[0]}/{parts[1]}"
+
+    # ---- HTTP ----
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": FHIR_JSON, "Cache-Control": "no-cache"}
+        token = self.pull.token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _send(self, url: str, params: list[tuple[str, str]] | None) -> requests.Response:
+        try:
+            return self.session.get(
+                url, params=params, headers=self._headers(), timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise PullError(f"GET {urlsplit(url).path}: {type(exc).__name__}") from exc
+
+    def _get(self, url: str, params: list[tuple[str, str]] | None) -> dict[str, Any]:
+        """A search page as JSON; any failure is a PullError naming the server's reason."""
+        response = self._send(url, params)
+        body = _json(response)
+        if response.status_code != 200:
+            reason = outcome_text(body) or response.reason or ""
+            raise PullError(f"GET {urlsplit(url).path}: {response.status_code} {reason}".strip())
+        if not isinstance(body, dict):
+            raise PullError(f"GET {urlsplit(url).path}: the answer is not FHIR JSON")
+        return body
+
+    def _read(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """One referenced resource, or None when the server has no such resource."""
+        url = f"{self.base}/{key}"
+        response = self._send(url, None)
+        if response.status_code in (404, 410):
+            return None
+        body = _json(response)
+        if response.status_code != 200:
+            reason = outcome_text(body) or response.reason or ""
+            raise PullError(f"GET {key}: {response.status_code} {reason}".strip())
+        if not isinstance(body, dict) or body.get("resourceType") != key.split("/")[0]:
+            raise PullError(f"GET {key}: the answer is not that resource")
+        return url, body
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
