@@ -25,6 +25,16 @@ def _mappings(directory: str | None) -> dict[str, Mapping]:
         raise click.ClickException(f"mapping error: {exc}") from None
 
 
+def _destinations(config: dict[str, Any], mappings: dict[str, Mapping]) -> Any:
+    """The destinations file, checked, or exit naming the bad file and line."""
+    from gateway.destinations import load_destinations
+
+    try:
+        return load_destinations(config["DESTINATIONS"], set(mappings))
+    except MappingError as exc:
+        raise click.ClickException(f"destinations error: {exc}") from None
+
+
 def _db() -> Database:
     return Database(load_config()["DATABASE_URL"])
 
@@ -44,7 +54,7 @@ def serve(host: str | None, port: int | None, workers: int | None, no_migrate: b
     from gateway.server import run
 
     config = load_config()
-    _mappings(config["MAPPINGS_DIR"])  # fail fast, before any worker starts
+    _destinations(config, _mappings(config["MAPPINGS_DIR"]))  # fail fast, before workers start
     if not no_migrate:
         upgrade(Database(config["DATABASE_URL"]))
     run(
@@ -137,12 +147,11 @@ def worker(no_migrate: bool) -> None:
     import signal
 
     from gateway.delivery import build_deliverers
-    from gateway.destinations import load_destinations
     from gateway.outbox.worker import Worker
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
-    destinations = load_destinations(config["DESTINATIONS"], set(_mappings(None)))
+    destinations = _destinations(config, _mappings(None))
     database = Database(config["DATABASE_URL"])
     if not no_migrate:
         upgrade(database)
@@ -173,6 +182,20 @@ def outbox_dead() -> None:
 
     for item in queue.dead_letters(_db()):
         click.echo(" ".join(f"{k}={v}" for k, v in item.items() if v is not None))
+
+
+@outbox.command("discard")
+@click.argument("item_id", type=int)
+def outbox_discard(item_id: int) -> None:
+    """Give up on a dead-lettered item, so later items for its referral can go."""
+    from gateway.errors import NotFound
+    from gateway.outbox import queue
+
+    try:
+        queue.discard(_db(), item_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"outbox item {item_id} discarded")
 
 
 @outbox.command("replay")

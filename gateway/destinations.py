@@ -36,6 +36,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": False,
+                "oneOf": [{"required": ["fhir"]}, {"required": ["mllp"]}],
                 "properties": {
                     "fhir": _URL,
                     "mode": {"enum": ["transaction", "message"]},

@@ -278,8 +278,11 @@ def compile_source(directory: Path, source: str) -> Compiled:
     paths: list[CompiledPath | None] = [c.path for c in compiled_contexts]
     for rule in compiled_rules:
         paths += [rule.source, rule.each, rule.when.path if rule.when else None]
+    context_paths = {id(c.path) for c in compiled_contexts}
     for path in paths:
         for name, element in path.consumed if path is not None else ():
+            if element == "" and id(path) in context_paths:
+                continue  # naming a segment as a context reads none of its fields yet
             consumed.setdefault(name, set()).add(element)
     # Fields of an each over whole segments (OBX.where(...)) are fields of that segment.
     for rule in compiled_rules:

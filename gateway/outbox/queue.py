@@ -185,6 +185,18 @@ def replay(db: Database, item_id: int) -> None:
         raise NotFound(f"no dead-lettered outbox item {item_id}", expression="id")
 
 
+def discard(db: Database, item_id: int) -> None:
+    """Give up on a dead-lettered item (kept, marked discarded); it stops holding others back."""
+    with db.writing() as conn:
+        changed = conn.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == item_id, _OUTBOX.c.status == "dead")
+            .values(status="discarded")
+        ).rowcount
+    if changed != 1:
+        raise NotFound(f"no dead-lettered outbox item {item_id}", expression="id")
+
+
 def counts(db: Database) -> dict[str, int]:
     """How many items are in each state (for health and metrics)."""
     with db.reading() as session:

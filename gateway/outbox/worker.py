@@ -82,10 +82,14 @@ class Worker:
         except PermanentDeliveryError as exc:
             log.warning("outbox item %d rejected by %s", item.id, item.destination)
             queue.dead_letter(self.db, item.id, exc.reason, exc.response)
-        except Exception as exc:  # a fault of ours: keep the item, retry later
+        except Exception as exc:  # a fault of ours: keep the item, retry, then dead-letter
             log.exception("outbox item %d: delivery fault", item.id)
-            delay = backoff(item.attempts, self.policy)
-            queue.retry_later(self.db, item.id, delay, f"gateway fault: {type(exc).__name__}", None)
+            reason = f"gateway fault: {type(exc).__name__}"
+            if item.attempts >= self.policy.max_attempts:
+                queue.dead_letter(self.db, item.id, reason, None)
+            else:
+                delay = backoff(item.attempts, self.policy)
+                queue.retry_later(self.db, item.id, delay, reason, None)
         else:
             queue.delivered(self.db, item.id, response)
             log.info("outbox item %d delivered to %s", item.id, item.destination)

@@ -169,3 +169,31 @@ def test_a_repeated_key_queues_nothing(db: Database) -> None:
     fill(db, [rid], 1)
     with db.reading() as session:
         assert len(session.scalars(select(OutboxItem.id)).all()) == 1
+
+
+def test_a_fault_that_persists_is_dead_lettered_in_the_end(db: Database) -> None:
+    rid = referral_rows(db, 1)[0]
+    fill(db, [rid], 1)
+
+    def broken(item: Claimed) -> str:
+        raise RuntimeError("bug")
+
+    worker = Worker(db, {"test": broken}, FAST)
+    for _ in range(FAST.max_attempts):
+        worker.run_once()
+    assert queue.counts(db) == {"dead": 1}
+
+
+def test_discarding_a_dead_item_lets_later_items_go(db: Database) -> None:
+    rid = referral_rows(db, 1)[0]
+    fill(db, [rid], 2)
+
+    def reject(item: Claimed) -> str:
+        raise PermanentDeliveryError("400")
+
+    Worker(db, {"test": reject}, FAST).run_once()
+    (dead,) = queue.dead_letters(db)
+    assert queue.claim(db) is None  # held back behind the dead item
+    queue.discard(db, dead["id"])
+    assert Worker(db, {"test": lambda item: "ok"}, FAST).run_once()
+    assert queue.counts(db) == {"delivered": 1, "discarded": 1}
