@@ -225,7 +225,7 @@ def test_sandbox_push_fails_with_the_servers_diagnostics(wired: Wired, tmp_path:
 def test_sandbox_push_refuses_real_nhs_numbers(wired: Wired, tmp_path: Path) -> None:
     bundle = json.loads(TRANSACTION.read_text(encoding="utf-8"))
     patient = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
-    patient["resource"]["identifier"][0]["value"] = "4010232137"
+    patient["resource"]["identifier"][0]["value"] = "0123456789"  # not a 999 test number
     real = tmp_path / "real.json"
     real.write_text(json.dumps(bundle), encoding="utf-8")
 

@@ -30,17 +30,15 @@ Answers
 from __future__ import annotations
 
 import logging
-import math
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 
 import orjson
 import requests
 
+from gateway.delivery.retry import retry_after
 from gateway.destinations import Destinations, Writeback
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbox.queue import Claimed
@@ -58,7 +56,6 @@ FHIR_JSON = "application/fhir+json"
 #: How much of a server's answer is kept on the outbox item.
 KEEP_BYTES = 4096
 #: Retry-After values beyond a day are cut to a day, so one answer cannot park an item forever.
-MAX_RETRY_AFTER = 86400.0
 _TRANSIENT_4XX = frozenset({408, 425, 429})
 _CONFLICT = frozenset({409, 412})
 _HAPI_CODE = re.compile(r"HAPI-\d{4}")
@@ -73,26 +70,6 @@ class FoundTask:
     id: str
     version: str | None
     outputs: list[dict[str, Any]] = field(default_factory=list)
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), capped at a day."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _kept(response: requests.Response) -> str | None:

@@ -32,12 +32,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 import orjson
 import requests
 
+from gateway.delivery.retry import retry_after
 from gateway.destinations import Destinations, Platform
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbox.queue import Claimed
@@ -47,7 +46,6 @@ SCHEME = "sha256"
 #: How much of a destination's answer is kept on the outbox item.
 RESPONSE_LIMIT = 4096
 #: Retry-After values beyond this are cut to it (a day), so one answer cannot park an item.
-MAX_RETRY_AFTER = 86400.0
 _TRANSIENT = frozenset({408, 425, 429})
 #: The signing clock (tests replace it).
 _clock = time.time
@@ -82,24 +80,6 @@ def verify_signature(
             # Compare every candidate, so the time taken says nothing about which matched.
             matched |= hmac.compare_digest(value.strip().encode("utf-8", "replace"), expected)
     return matched
-
-
-def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _kept(response: requests.Response) -> str:

@@ -22,7 +22,8 @@ import requests
 import responses
 from support import FIXTURES
 
-from gateway.delivery.fhir import KEEP_BYTES, FhirWriteback, retry_after
+from gateway.delivery.fhir import KEEP_BYTES, FhirWriteback
+from gateway.delivery.retry import retry_after
 from gateway.destinations import Destinations, Writeback
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbox.queue import Claimed

@@ -14,13 +14,8 @@ import pytest
 import requests
 import responses
 
-from gateway.delivery.webhook import (
-    MAX_RETRY_AFTER,
-    WebhookDeliverer,
-    retry_after,
-    signature,
-    verify_signature,
-)
+from gateway.delivery.retry import MAX_RETRY_AFTER, retry_after
+from gateway.delivery.webhook import WebhookDeliverer, signature, verify_signature
 from gateway.destinations import Destinations, Platform
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbox.queue import Claimed
