@@ -1,4 +1,4 @@
-"""Benchmark the referral gateway: in-process translation, HTTP intake, the write-back Bundle.
+"""Benchmark the referral gateway: translation, HTTP intake, write-back, HL7 v2 and MLLP.
 
 Run as ``/work/venv/bin/python bench/run.py`` (or ``make bench``). Prints a report and writes
 the same figures to bench/results/latest.json. ``--sweep`` instead compares gunicorn
@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import inprocess
+import mllp
 import orjson
+import v2
 import writeback
 from baseline_app import create_schema
 from load import CONNECTIONS, WRK_THREADS, LoadResult, run_python, run_wrk, warm_up, wrk_path
@@ -79,6 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-writeback", action="store_true")
+    parser.add_argument("--skip-v2", action="store_true", help="skip in-process HL7 v2 (6)")
+    parser.add_argument("--skip-mllp", action="store_true", help="skip MLLP end to end (7-8)")
+    parser.add_argument("--mllp-duration", type=float, default=10.0, help="seconds per MLLP run")
+    parser.add_argument("--mllp-rounds", type=int, default=3, help="baseline+gateway MLLP rounds")
     parser.add_argument(
         "--sweep", action="store_true", help="compare worker/thread settings instead"
     )
@@ -418,11 +424,23 @@ def main(argv: list[str] | None = None) -> int:
         print()
         report["writeback"] = writeback.run(args.seconds)
         writeback.report(report["writeback"])
+    if not args.skip_v2:
+        print()
+        report["v2"] = v2.run(args.seconds, args.part_seconds)
+        v2.report(report["v2"])
+    if not args.skip_mllp:
+        print()
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-mllp-") as tmp:
+            report["mllp"] = mllp.run(Path(tmp), args.mllp_duration, args.mllp_rounds)
+        mllp.report(report["mllp"])
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     path = write("latest.json", report)
     print(f"\nTotal {report['elapsed_s']} s; figures written to {path}")
-    http = report.get("http")
-    return 0 if http is None or http["no_lost_referral"] else 1
+    http, mllp_data = report.get("http"), report.get("mllp")
+    lost = (http is not None and not http["no_lost_referral"]) or (
+        mllp_data is not None and not mllp_data["no_lost_message"]
+    )
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

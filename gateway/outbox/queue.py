@@ -89,6 +89,11 @@ def claim(db: Database, lease_seconds: float = 120.0) -> Claimed | None:
         item.status == "delivering"
     ) & (item.lease_until < now)
     query = select(_OUTBOX).where(due, ~blocked).order_by(item.id).limit(1)
+    # An idle worker polls often: look without the write lock first, so polling never
+    # queues behind (or holds up) referral intake.
+    with db.snapshot() as conn:
+        if conn.execute(query.with_only_columns(item.id)).first() is None:
+            return None
     if db.is_postgres:
         query = query.with_for_update(skip_locked=True, of=_OUTBOX)
     with db.writing() as conn:
