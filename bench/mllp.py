@@ -1,14 +1,18 @@
 """Sections 7-8: HL7 v2 over MLLP end to end with the durable SQLite store, against a baseline.
 
-The real ``gateway mllp --listen gp-v2=PORT`` and the bare bench/mllp_echo.py run alternately,
-each loaded by bench/mllp_load.py in its own process (4 connections, one message at a time
-per connection, every message new). After each run the server gets SIGTERM and its store is
-counted with sqlite3: every AA must be a stored row.
+First the intake alone: V2Intake.handle called in a loop on one core with a fresh SQLite
+store, no sockets and no threads, with its steps timed in turn (the single-thread ceiling).
+Then the real ``gateway mllp --listen gp-v2=PORT`` and the bare bench/mllp_echo.py run
+alternately, each loaded by bench/mllp_load.py in its own process (4 connections, one
+message at a time per connection, every message new). After each run the server gets
+SIGTERM and its store is counted with sqlite3: every AA must be a stored row.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -16,12 +20,22 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from inprocess import measure, pinned
 from servers import BENCH, GATEWAY, HOST, count_rows, free_port, gateway_env, remove_database
-from v2_payload import V2_SOURCE, message_template
+from v2_payload import V2_SOURCE, fill, message_template
+
+from gateway.hl7v2.ack import build_ack
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake, dedup_key, translate_parsed
+from gateway.mapping.engine import load_mappings
+from gateway.store.database import Database
+from gateway.store.messages import InboundMessage
+from gateway.store.migrate import upgrade
 
 PER_SECOND_TARGET = 1000.0
 P99_TARGET_MS = 25.0
@@ -64,6 +78,70 @@ class Listener:
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+def intake_alone(workdir: Path, seconds: float, part_seconds: float) -> dict[str, Any]:
+    """V2Intake.handle on one core, fresh messages, a fresh SQLite store; its steps in turn.
+
+    The store's fsync is wall time, not CPU, so the loop reports both clocks. The steps are
+    the ones handle() runs for a new message; store_referral is what is left (by difference).
+    """
+    db_path = workdir / "intake-alone.db"
+    db = Database(f"sqlite:///{db_path}")
+    upgrade(db)
+    mappings = load_mappings(BENCH.parent / "mappings")
+    intake = V2Intake(db, mappings)  # no webhooks: the listener's default (no DESTINATIONS)
+    template = message_template()
+    counter = itertools.count(1)
+    codes: dict[str, int] = {}
+
+    def handle_new() -> bytes:
+        ack: bytes = intake.handle(V2_SOURCE, fill(template, 0, 0, next(counter)), "mllp")
+        code = ack.split(b"MSA|", 1)[1][:2].decode() if b"MSA|" in ack else "?"
+        codes[code] = codes.get(code, 0) + 1
+        return ack
+
+    raw = fill(template, 0, 1, 1)
+    parsed = parse(raw)
+    inbound = InboundMessage(channel="mllp", source=V2_SOURCE, body=raw, content_type=MEDIA_TYPE)
+    inbound.control_id = inbound.source_message_id = parsed.control_id
+    inbound.dedup_key = dedup_key(parsed)
+    try:
+        with pinned() as cpu:
+            for _ in range(20):
+                handle_new()  # warm: connections, statement caches
+            calls, wall, clock = 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - wall < seconds:
+                handle_new()
+                calls += 1
+            wall, clock = time.perf_counter() - wall, time.process_time() - clock
+            parts = measure(
+                {
+                    "V2Intake.handle (whole, a new message)": handle_new,
+                    "er7.parse": partial(parse, raw),
+                    "V2Intake._replay (resend lookup, ORM)": partial(intake._replay, inbound),
+                    "translate_parsed (mapping + validation)": partial(
+                        translate_parsed, mappings, V2_SOURCE, parsed, raw
+                    ),
+                    "build_ack": partial(build_ack, parsed),
+                },
+                part_seconds,
+            )
+    finally:
+        db.dispose()
+        remove_database(db_path)
+        Path(f"{db_path}.writelock").unlink(missing_ok=True)
+    if set(codes) != {"AA"}:
+        raise SystemExit(f"FAILED: V2Intake.handle answered {codes} in the intake-alone loop")
+    return {
+        "cpu": cpu,
+        "calls": calls,
+        "per_second": calls / wall,
+        "wall_ms": wall / calls * 1e3,
+        "cpu_ms": clock / calls * 1e3,
+        "codes": codes,
+        "parts": [p.as_dict() for p in parts],
+    }
 
 
 def _wait_accepting(listener: Listener, timeout: float = 60.0) -> None:
@@ -130,15 +208,32 @@ def load(listener: Listener, template: Path, tag: int, seconds: float) -> dict[s
     return result
 
 
-def run_one(kind: str, workdir: Path, template: Path, tag: int, seconds: float) -> dict[str, Any]:
-    """Start one server, load it, stop it, count its store."""
+def _py_spy(listener: Listener, seconds: float, profile: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording the GIL holder's stacks (raw, collapsed) for ``seconds``."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--mllp-profile needs py-spy (pip install py-spy)")
+    argv = [spy, "record", "-p", str(listener.process.pid), "-f", "raw", "-o", str(profile)]
+    argv += ["-d", str(max(1, int(seconds))), "-r", "100", "--gil"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_one(
+    kind: str, workdir: Path, template: Path, tag: int, seconds: float, profile: Path | None = None
+) -> dict[str, Any]:
+    """Start one server, load it, stop it, count its store (``profile``: py-spy it)."""
     db = workdir / f"mllp-{kind}-{tag}.db"
     listener = start(kind, db, workdir)
     log_offset = listener.log_path.stat().st_size
+    spy: subprocess.Popen[bytes] | None = None
     try:
         cpu_before = listener.cpu_seconds()
+        if profile is not None:
+            spy = _py_spy(listener, seconds, profile)
         result = load(listener, template, tag, seconds)
         cpu = listener.cpu_seconds() - cpu_before
+        if spy is not None:
+            spy.wait(60)
     finally:
         exit_status = listener.stop()
     with listener.log_path.open("rb") as log:
@@ -193,8 +288,17 @@ def verify(out: dict[str, Any]) -> dict[str, Any]:
     return {"in_flight": in_flight, "ok": not problems, "problems": problems}
 
 
-def run(workdir: Path, seconds: float, rounds: int) -> dict[str, Any]:
-    """Baseline and gateway alternately, ``rounds`` each; medians, ratio, targets, loss check."""
+def run(
+    workdir: Path,
+    seconds: float,
+    rounds: int,
+    alone_seconds: float,
+    part_seconds: float,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """The intake alone, then baseline and gateway alternately, ``rounds`` each: medians,
+    ratio, targets, loss check. ``profile``: py-spy the gateway's last run into that file."""
+    alone = intake_alone(workdir, alone_seconds, part_seconds)
     template = workdir / "v2-template.hl7"
     template.write_bytes(message_template())
     runs = []
@@ -202,7 +306,8 @@ def run(workdir: Path, seconds: float, rounds: int) -> dict[str, Any]:
     for round_no in range(1, rounds + 1):
         for kind in KINDS:
             tag += 1
-            one = run_one(kind, workdir, template, tag, seconds)
+            spy = profile if kind == "gateway" and round_no == rounds else None
+            one = run_one(kind, workdir, template, tag, seconds, spy)
             one["round"] = round_no
             runs.append(one)
             rate, p99 = one["per_second"], one["p99_ms"]
@@ -216,6 +321,8 @@ def run(workdir: Path, seconds: float, rounds: int) -> dict[str, Any]:
         }
     return {
         "source": V2_SOURCE,
+        "intake_alone": alone,
+        "profile": str(profile) if profile else None,
         "connections": CONNECTIONS,
         "warm_up_per_connection": WARM_UP_PER_CONNECTION,
         "duration_s": seconds,
@@ -232,19 +339,48 @@ def _mark(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def report_alone(alone: dict[str, Any]) -> None:
+    """The intake-alone lines of section 7."""
+    print(
+        f"   Intake alone: V2Intake.handle in a loop, pinned to CPU {alone['cpu']}, fresh SQLite"
+        " store, no sockets"
+    )
+    print(
+        f"     {alone['per_second']:,.0f} messages/s on one thread: {alone['wall_ms']:.2f} ms"
+        f" wall, {alone['cpu_ms']:.2f} ms CPU per message (the rest is waiting for fsync)"
+    )
+    whole, *parts = alone["parts"]
+    print(
+        f"     {'step (timed in turn with the whole)':<44} {'mean µs':>8} {'best':>8} {'share':>6}"
+    )
+    for part in parts:
+        print(
+            f"     {part['name']:<44} {part['mean_us']:>8.0f} {part['best_window_us']:>8.0f}"
+            f" {part['mean_us'] / whole['mean_us']:>6.0%}"
+        )
+    rest = whole["mean_us"] - sum(p["mean_us"] for p in parts)
+    label = "store_referral + rest (by difference)"
+    print(f"     {label:<44} {rest:>8.0f} {'':>8} {rest / whole['mean_us']:>6.0%}")
+    print(f"     {whole['name']:<44} {whole['mean_us']:>8.0f} {whole['best_window_us']:>8.0f}")
+
+
 def report(data: dict[str, Any]) -> None:
     """Print sections 7 and 8."""
     print(
-        f"7. MLLP end to end: gateway mllp --listen {data['source']}=PORT, SQLite store (WAL,"
-        " synchronous=FULL), against the bare baseline bench/mllp_echo.py"
+        f"7. MLLP end to end: gateway mllp --listen {data['source']}=PORT with a SQLite store"
+        " (WAL, synchronous=FULL)"
+    )
+    report_alone(data["intake_alone"])
+    print(
+        "\n   Over MLLP, against the bare baseline bench/mllp_echo.py (same durability), load from"
     )
     print(
-        f"   load: bench/mllp_load.py in its own process, {data['connections']} connections,"
-        " one message at a time per connection (send, wait for the ACK), every MSH-10 and"
+        f"   bench/mllp_load.py in its own process: {data['connections']} connections, each"
+        " sending one message and waiting"
     )
     print(
-        f"   RF1-6 new; {data['warm_up_per_connection']} untimed messages per connection, then"
-        f" {data['duration_s']:g} s timed; baseline and gateway alternately"
+        f"   for its ACK; every MSH-10 and RF1-6 new; {data['warm_up_per_connection']} untimed"
+        f" messages per connection, then {data['duration_s']:g} s timed"
     )
     print(
         f"   {'round':>5} {'server':<9} {'msg/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
@@ -298,3 +434,5 @@ def report(data: dict[str, Any]) -> None:
     print("   log W/E: WARNING and ERROR lines the server logged during the run)")
     verdict = "PASS" if data["no_lost_message"] else "FAIL"
     print(f"   {verdict}: every AA-acknowledged message is stored")
+    if data["profile"]:
+        print(f"\n   py-spy (--gil, raw) of the gateway's last run: {data['profile']}")

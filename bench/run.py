@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mllp-duration", type=float, default=10.0, help="seconds per MLLP run")
     parser.add_argument("--mllp-rounds", type=int, default=3, help="baseline+gateway MLLP rounds")
     parser.add_argument(
+        "--mllp-profile", type=Path, help="py-spy the last gateway MLLP run into this raw file"
+    )
+    parser.add_argument(
         "--sweep", action="store_true", help="compare worker/thread settings instead"
     )
     parser.add_argument("--sweep-duration", type=float, default=5.0)
@@ -431,7 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_mllp:
         print()
         with tempfile.TemporaryDirectory(prefix="gateway-bench-mllp-") as tmp:
-            report["mllp"] = mllp.run(Path(tmp), args.mllp_duration, args.mllp_rounds)
+            report["mllp"] = mllp.run(
+                Path(tmp),
+                args.mllp_duration,
+                args.mllp_rounds,
+                args.seconds,
+                args.part_seconds,
+                args.mllp_profile.resolve() if args.mllp_profile else None,
+            )
         mllp.report(report["mllp"])
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     path = write("latest.json", report)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from flask import Blueprint, Response, current_app
 
+from gateway.outbox import queue
 from gateway.record_schema import record_json_schema
 from gateway.store.database import Database
 
@@ -16,10 +17,13 @@ def healthz() -> Response:
     """200 when the store answers, else 503; no authentication."""
     db: Database = current_app.extensions["gateway.db"]
     healthy = db.ping()
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if healthy else "store unavailable",
         "sources": sorted(current_app.extensions["gateway.mappings"]),
     }
+    if healthy:
+        # Queue depth and dead letters, for dashboards and alerts.
+        body["outbox"] = queue.counts(db)
     return Response(orjson.dumps(body), status=200 if healthy else 503, mimetype="application/json")
 
 

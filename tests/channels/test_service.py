@@ -25,7 +25,11 @@ REFERRAL = (FIXTURES / "uk-core" / "01-new-referral.json").read_bytes()
 def test_healthz_is_open_and_ok(gateway: Gateway) -> None:
     response = gateway.client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "sources": sorted(load_mappings(ROOT / "mappings"))}
+    assert response.json == {
+        "status": "ok",
+        "sources": sorted(load_mappings(ROOT / "mappings")),
+        "outbox": {},
+    }
 
 
 def test_healthz_is_503_when_the_sqlite_store_is_gone(tmp_path: Path) -> None:
