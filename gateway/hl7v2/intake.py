@@ -9,9 +9,9 @@ resend gets the original ACK and stores nothing new.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 
 from gateway.errors import GatewayError, InvalidMessage, NotSupported, StoreUnavailable
 from gateway.hl7v2.ack import ack_code, build_ack
@@ -25,6 +25,21 @@ from gateway.store.models import Message
 from gateway.store.referrals import OnStored, store_referral
 
 log = logging.getLogger(__name__)
+_MESSAGES = cast(Table, Message.__table__)
+_REPLAY_BASE = (
+    select(_MESSAGES.c.response)
+    .where(
+        _MESSAGES.c.source == bindparam("source"),
+        _MESSAGES.c.body_sha256 == bindparam("sha"),
+        _MESSAGES.c.response.is_not(None),
+        _MESSAGES.c.status != "failed",
+    )
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+)
+# Built once: building a statement per message cost more than running it.
+_REPLAY = _REPLAY_BASE.where(_MESSAGES.c.control_id == bindparam("cid"))
+_REPLAY_NO_ID = _REPLAY_BASE.where(_MESSAGES.c.control_id.is_(None))
 MEDIA_TYPE = "x-application/hl7-v2+er7"
 
 
@@ -117,24 +132,10 @@ class V2Intake:
 
     def _replay(self, inbound: InboundMessage) -> bytes | None:
         """The answer already given to this exact message (same control id and bytes)."""
-        same_id = (
-            Message.control_id.is_(None)
-            if inbound.control_id is None
-            else Message.control_id == inbound.control_id
-        )
-        with self.db.reading() as session:
-            response = session.scalars(
-                select(Message.response)
-                .where(
-                    Message.source == inbound.source,
-                    Message.body_sha256 == inbound.sha256,
-                    same_id,
-                    Message.response.is_not(None),
-                    Message.status != "failed",
-                )
-                .order_by(Message.id.desc())
-                .limit(1)
-            ).first()
+        query = _REPLAY_NO_ID if inbound.control_id is None else _REPLAY
+        params = {"source": inbound.source, "sha": inbound.sha256, "cid": inbound.control_id}
+        with self.db.snapshot() as conn:
+            response: bytes | None = conn.execute(query, params).scalar()
         return response
 
     def _refuse(
