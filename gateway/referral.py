@@ -140,8 +140,8 @@ def translate_message(
     return resource, mapping.translate(resource), shape
 
 
-class ReferralIntake:
-    """Receives FHIR referrals for every source with a mapping."""
+class Intake:
+    """What every intake channel holds: the store, the mappings, and the new-version hook."""
 
     def __init__(
         self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
@@ -149,6 +149,10 @@ class ReferralIntake:
         self.db = db
         self.mappings = mappings
         self.on_stored = on_stored
+
+
+class ReferralIntake(Intake):
+    """Receives FHIR referrals for every source with a mapping."""
 
     def translate(
         self, message: InboundMessage, expected: tuple[str, ...]

@@ -18,11 +18,10 @@ from gateway.hl7v2.ack import ack_code, build_ack
 from gateway.hl7v2.er7 import V2Message, parse, require_type
 from gateway.hl7v2.strict import validate_structure
 from gateway.mapping.engine import Mapping
-from gateway.referral import InternalFault, content_sha256
-from gateway.store.database import Database
+from gateway.referral import Intake, InternalFault, content_sha256
 from gateway.store.messages import InboundMessage, store_rejected
 from gateway.store.models import Message
-from gateway.store.referrals import OnStored, store_referral
+from gateway.store.referrals import store_referral
 
 log = logging.getLogger(__name__)
 _MESSAGES = cast(Table, Message.__table__)
@@ -69,15 +68,8 @@ def dedup_key(message: V2Message) -> str:
     return "|".join((message.value("MSH", 3), message.value("MSH", 4), message.control_id))[:600]
 
 
-class V2Intake:
+class V2Intake(Intake):
     """Receives HL7 v2 messages for every source with an hl7v2 mapping."""
-
-    def __init__(
-        self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
-    ) -> None:
-        self.db = db
-        self.mappings = mappings
-        self.on_stored = on_stored
 
     def handle(self, source: str, raw: bytes, channel: str) -> bytes:
         """The ACK for one message; never raises."""
