@@ -76,22 +76,17 @@ class V2Intake(Intake):
         inbound = InboundMessage(channel=channel, source=source, body=raw, content_type=MEDIA_TYPE)
         parsed: V2Message | None = None
         try:
-            try:
-                parsed = parse(raw)
-            except GatewayError:
-                # An unreadable message has no control id: the same bytes get the same answer.
-                replay = self._replay(inbound)
-                if replay is not None:
-                    return replay
-                raise
+            parsed = parse(raw)
             inbound.control_id = parsed.control_id or None
             inbound.source_message_id = parsed.control_id or None
             inbound.dedup_key = dedup_key(parsed) if parsed.control_id else None
+            record = translate_parsed(self.mappings, source, parsed, raw)
+        except GatewayError as exc:
+            # The same bytes get the same answer as before (an accepted resend is found again
+            # when it is stored, below, so a new message pays for no extra look-up).
             replay = self._replay(inbound)
             if replay is not None:
                 return replay
-            record = translate_parsed(self.mappings, source, parsed, raw)
-        except GatewayError as exc:
             return self._refuse(inbound, parsed, exc)
         except Exception:
             log.exception("fault on %s message from %s", channel, source)
@@ -105,6 +100,9 @@ class V2Intake(Intake):
         except StoreUnavailable as exc:
             return build_ack(parsed, exc)
         if stored.repeat == "key-reused":
+            replay = self._replay(inbound)  # refused before: the same refusal again
+            if replay is not None:
+                return replay
             error = InvalidMessage(
                 "MSH-10 was already accepted for a different message; use a new control id",
                 expression="MSH.10",
