@@ -119,7 +119,6 @@ def intake_alone(workdir: Path, seconds: float, part_seconds: float) -> dict[str
                 {
                     "V2Intake.handle (whole, a new message)": handle_new,
                     "er7.parse": partial(parse, raw),
-                    "V2Intake._replay (resend lookup, ORM)": partial(intake._replay, inbound),
                     "translate_parsed (mapping + validation)": partial(
                         translate_parsed, mappings, V2_SOURCE, parsed, raw
                     ),
