@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from sqlalchemy import Connection, Table, insert, select, update
 
 from gateway.destinations import Destinations
-from gateway.errors import Conflict, InvalidContent, InvalidMessage, NotFound
+from gateway.errors import Conflict, Forbidden, InvalidContent, InvalidMessage, NotFound
 from gateway.outbox.queue import enqueue, now_utc
 from gateway.outcome.record import OutcomeRecord
 from gateway.outcome.states import check_transition
@@ -106,6 +106,15 @@ def take_outcome(
                     "outcome_id was already used for a different outcome", expression="outcome_id"
                 )
             return Taken(False, referral_id, outcome["outcome_id"], referral.workflow_status, [])
+        owner = conn.execute(
+            select(_OUTCOMES.c.platform)
+            .where(_OUTCOMES.c.referral_id == referral_id)
+            .order_by(_OUTCOMES.c.id)
+            .limit(1)
+        ).scalar()
+        if owner is not None and owner != platform:
+            # The platform that first answered a referral owns it from then on.
+            raise Forbidden(f"referral {referral_id} is handled by another platform")
         check_transition(referral.workflow_status, outcome["status"])
         now = now_utc()
         row_id = conn.execute(

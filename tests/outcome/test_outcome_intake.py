@@ -177,3 +177,16 @@ def test_dead_letters_are_listed_and_replayed_by_an_admin(gw: Gateway) -> None:
     )
     assert replayed.status_code == 200
     assert queue.counts(db) == {"pending": 1}
+
+
+def test_the_platform_that_answered_first_owns_the_referral(gw: Gateway) -> None:
+    rid = referral_id(gw)
+    assert post(gw, rid, outcome("o1", "accepted")).status_code == 201
+    other = create_key(gw.app.extensions["gateway.db"], "platform", "another-platform")
+    response = gw.client.post(
+        f"/referrals/{rid}/outcomes",
+        data=outcome("o2", "in-progress"),
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert response.status_code == 403
+    assert response.json["issue"][0]["code"] == "forbidden"
