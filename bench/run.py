@@ -1,6 +1,6 @@
 """Benchmark the referral gateway: translation, HTTP intake, write-back, HL7 v2 and MLLP.
 
-Run as ``/work/venv/bin/python bench/run.py`` (or ``make bench``). Prints a report and writes
+Run as ``.venv/bin/python bench/run.py`` (or ``make bench``). Prints a report and writes
 the same figures to bench/results/latest.json. ``--sweep`` instead compares gunicorn
 worker/thread settings (bench/results/sweep.json). Load goes to 127.0.0.1 only.
 """
