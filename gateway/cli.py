@@ -344,15 +344,20 @@ def keys_list() -> None:
 @click.option("--id", "key_id", type=int, default=None, help="One key, by the id keys list shows.")
 @click.option("--source", default=None, help="Every key of this source.")
 @click.option("--platform", default=None, help="Every key of this platform.")
-def keys_revoke(key_id: int | None, source: str | None, platform: str | None) -> None:
-    """Revoke one key (--id, to rotate without a gap) or every key of a source or platform."""
-    if sum(x is not None for x in (key_id, source, platform)) != 1:
-        raise click.UsageError("give exactly one of --id, --source or --platform")
+@click.option("--admin", default=None, help="Every key of this operator.")
+def keys_revoke(
+    key_id: int | None, source: str | None, platform: str | None, admin: str | None
+) -> None:
+    """Revoke one key (--id, to rotate without a gap) or every key of one owner."""
+    owners = {"source": source, "platform": platform, "admin": admin}
+    named = [(kind, name) for kind, name in owners.items() if name is not None]
+    if (key_id is not None) + len(named) != 1:
+        raise click.UsageError("give exactly one of --id, --source, --platform or --admin")
     if key_id is not None:
         count = key_store.revoke_keys(_db(), key_id=key_id)
     else:
-        kind, name = ("source", source) if source else ("platform", platform)
-        count = key_store.revoke_keys(_db(), kind, str(name))
+        kind, name = named[0]
+        count = key_store.revoke_keys(_db(), kind, name)
     click.echo(f"revoked {count} key(s)")
 
 

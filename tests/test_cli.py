@@ -160,6 +160,8 @@ def test_keys_create_list_revoke(database_url: str) -> None:
     assert revoked.exit_code == 0
     assert revoked.stdout.strip() == "revoked 1 key(s)"
     assert run("keys", "revoke", "--source", "uk-core").stdout.strip() == "revoked 0 key(s)"
+    run("keys", "create", "--admin", "ops")
+    assert run("keys", "revoke", "--admin", "ops").stdout.strip() == "revoked 1 key(s)"
     after = run("keys", "list").stdout.splitlines()
     assert "revoked_at=" in after[0] and "revoked_at" not in after[1]
     # ...and not after revocation (a fresh app: no 30 s key cache).
