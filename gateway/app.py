@@ -13,16 +13,16 @@ from werkzeug.exceptions import HTTPException
 from gateway.channels import fhir, hl7v2, outcomes, records, service
 from gateway.channels.http import fhir_response
 from gateway.config import load_config
-from gateway.destinations import Destinations, load_destinations
+from gateway.destinations import load_destinations
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error, issue, operation_outcome
+from gateway.fhir.structure import preload as preload_elements
 from gateway.hl7v2.intake import V2Intake
 from gateway.mapping.engine import load_mappings
-from gateway.outcome.intake import queue_webhooks
+from gateway.outcome.intake import webhook_hook
 from gateway.referral import ReferralIntake
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
-from gateway.store.referrals import OnStored
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     mappings = load_mappings(Path(app.config["MAPPINGS_DIR"]))
+    preload_elements()  # about 60 ms: paid at start-up, not by the first referral
     destinations = load_destinations(app.config["DESTINATIONS"], set(mappings))
     db = Database(app.config["DATABASE_URL"])
     on_stored = webhook_hook(destinations)
@@ -52,13 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     _register_errors(app)
     return app
-
-
-def webhook_hook(destinations: Destinations) -> OnStored | None:
-    """Queue webhooks for new record versions when platforms are configured."""
-    if not destinations.platforms:
-        return None
-    return lambda conn, envelope: queue_webhooks(conn, destinations, envelope)
 
 
 def _register_errors(app: Flask) -> None:

@@ -224,18 +224,14 @@ def pull(source: str, once: bool, no_migrate: bool) -> None:
     import signal
     import threading
 
-    from gateway.app import webhook_hook
-    from gateway.destinations import load_destinations
+    from gateway.outcome.intake import webhook_hook
     from gateway.pull import Poller
     from gateway.referral import ReferralIntake
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
     mappings = _mappings(config["MAPPINGS_DIR"])
-    try:
-        destinations = load_destinations(config["DESTINATIONS"], set(mappings))
-    except MappingError as exc:
-        raise click.ClickException(f"destinations error: {exc}") from None
+    destinations = _destinations(config, mappings)
     target = destinations.pull.get(source)
     if target is None:
         raise click.ClickException(

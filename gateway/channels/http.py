@@ -36,6 +36,11 @@ def too_large() -> PayloadTooLarge:
     return PayloadTooLarge(f"the body is over the {limit}-byte limit")
 
 
+def json_response(body: object, status: int = 200) -> Response:
+    """A plain JSON response (records, outcomes, operator endpoints)."""
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
 def fhir_response(
     resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:

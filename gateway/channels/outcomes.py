@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 from flask import Blueprint, Response, current_app
 
 from gateway.auth import authenticate
+from gateway.channels.http import json_response as _json
 from gateway.channels.http import read_body, too_large
 from gateway.destinations import Destinations
 from gateway.outbox import queue
@@ -13,10 +13,6 @@ from gateway.outcome.intake import take_outcome
 from gateway.store.database import Database
 
 bp = Blueprint("outcomes", __name__)
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 @bp.post("/referrals/<referral_id>/outcomes")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 from flask import Blueprint, Response, current_app, request
 
 from gateway.auth import authenticate
+from gateway.channels.http import json_response as _json
 from gateway.errors import InvalidMessage
 from gateway.store.database import Database
 from gateway.store.referrals import get_record as load_record
@@ -16,10 +16,6 @@ bp = Blueprint("records", __name__, url_prefix="/records")
 
 def _db() -> Database:
     return current_app.extensions["gateway.db"]  # type: ignore[no-any-return]
-
-
-def _json(body: object) -> Response:
-    return Response(orjson.dumps(body), mimetype="application/json")
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

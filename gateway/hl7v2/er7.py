@@ -88,9 +88,9 @@ def _charset(raw: bytes) -> str:
     return _CHARSETS.get(name.upper(), "utf-8")
 
 
-def decode_text(raw: bytes) -> str:
+def decode_text(raw: bytes, codec: str | None = None) -> str:
     """The message text, in the character set MSH-18 declares (UTF-8 when none)."""
-    codec = _charset(raw)
+    codec = codec or _charset(raw)
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as exc:
@@ -171,7 +171,8 @@ def _field(text: str, enc: Encoding, codec: str) -> list[dict[str, Any]]:
 
 def parse(raw: bytes) -> V2Message:
     """Parse one ER7 message; InvalidMessage names the segment when the text is not HL7 v2."""
-    text = decode_text(raw).strip("\r\n\x0b\x1c ")
+    codec = _charset(raw)
+    text = decode_text(raw, codec).strip("\r\n\x0b\x1c ")
     if not text:
         raise InvalidMessage("the message is empty", expression="MSH")
     if not text.startswith("MSH") or len(text) < 8:
@@ -183,7 +184,6 @@ def parse(raw: bytes) -> V2Message:
             "MSH-1 and MSH-2 do not declare encoding characters", expression="MSH.2"
         )
     enc = Encoding(sep, enc_chars[0], enc_chars[1], enc_chars[2], enc_chars[3])
-    codec = _charset(raw)
     tree: dict[str, Any] = {}
     segments: list[tuple[str, dict[str, Any]]] = []
     lines = [s for s in re.split(r"\r\n|\r|\n", text) if s.strip()]

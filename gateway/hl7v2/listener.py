@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.app import webhook_hook
 from gateway.destinations import load_destinations
 from gateway.errors import StoreUnavailable
 from gateway.heap import settle_heap
@@ -17,6 +16,7 @@ from gateway.hl7v2.er7 import V2Message, parse
 from gateway.hl7v2.intake import V2Intake
 from gateway.hl7v2.mllp import MllpServer
 from gateway.mapping.engine import load_mappings
+from gateway.outcome.intake import webhook_hook
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)

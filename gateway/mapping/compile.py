@@ -70,7 +70,6 @@ class Compiled:
     rules: tuple[Rule, ...]
     ignore: frozenset[str]
     consumed: dict[str, frozenset[str]]
-    files: tuple[str, ...]
 
 
 def _record_properties() -> dict[str, Any]:
@@ -330,5 +329,4 @@ def compile_source(directory: Path, source: str) -> Compiled:
         rules=tuple(compiled_rules),
         ignore=frozenset(ignore),
         consumed={k: frozenset(v) for k, v in consumed.items()},
-        files=tuple(str(f) for f, _ in layers),
     )

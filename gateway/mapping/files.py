@@ -10,6 +10,7 @@ import fastjsonschema
 import yaml
 
 from gateway.errors import MappingError
+from gateway.mapping.codemaps import POLICIES
 
 _NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"}
 _PATH = {"type": "string", "minLength": 1}
@@ -110,7 +111,7 @@ CODEMAP_FILE_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "description": {"type": "string"},
                     "system": {"type": "string"},
-                    "unknown": {"enum": ["keep", "default", "reject"]},
+                    "unknown": {"enum": list(POLICIES)},
                     "default": {},
                     "map": {"type": "object"},
                 },

@@ -21,6 +21,7 @@ from gateway.outcome.record import OutcomeRecord
 from gateway.outcome.states import check_transition
 from gateway.store.database import Database
 from gateway.store.models import Outcome, RecordVersion, Referral
+from gateway.store.referrals import OnStored
 
 _OUTCOMES = cast(Table, Outcome.__table__)
 _REFERRALS = cast(Table, Referral.__table__)
@@ -176,6 +177,13 @@ def _queue_writeback(
         },
     )
     return [destination]
+
+
+def webhook_hook(destinations: Destinations) -> OnStored | None:
+    """Queue webhooks for new record versions when platforms are configured."""
+    if not destinations.platforms:
+        return None
+    return lambda conn, envelope: queue_webhooks(conn, destinations, envelope)
 
 
 def queue_webhooks(conn: Connection, destinations: Destinations, envelope: dict[str, Any]) -> None:

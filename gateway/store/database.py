@@ -108,24 +108,14 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A writing ORM session in one transaction: committed on success, else rolled back."""
-        with _translated(), self._queued():
-            session = self.sessions()
-            try:
-                with session.begin():
-                    yield session
-            finally:
-                session.close()
+        with self._queued(), _session(self.sessions) as session:
+            yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only session (on SQLite it never waits for, or blocks, a writer)."""
-        with _translated():
-            session = self.read_sessions()
-            try:
-                with session.begin():
-                    yield session
-            finally:
-                session.close()
+        with _session(self.read_sessions) as session:
+            yield session
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -173,6 +163,18 @@ class Database:
         """Close every pooled connection."""
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+@contextmanager
+def _session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session from ``factory`` in one transaction, store errors translated."""
+    with _translated():
+        session = factory()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
 
 
 @contextmanager

@@ -328,11 +328,3 @@ def records_since(db: Database, cursor: int, limit: int) -> tuple[list[dict[str,
         ).all()
         items = [envelope(ref, ver) for ver, ref in rows]
     return items, (rows[-1][0].seq if rows else cursor)
-
-
-def now_utc() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
-
-
-__all__ = ["Message", "Stored", "get_record", "now_utc", "records_since", "store_referral"]
