@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import StoreUnavailable
+from gateway.store.group_commit import GroupCommit, Work
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, writer: bool = True) -> Engine:
@@ -91,6 +94,7 @@ class Database:
         self._checkpointer_pid = 0
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._group = GroupCommit(self.writing)
 
     @property
     def is_postgres(self) -> bool:
@@ -123,6 +127,11 @@ class Database:
         self._start_checkpoints()
         with _translated(), self._queued(), self.engine.begin() as conn:
             yield conn
+
+    def write(self, work: Work[T]) -> T:
+        """Run ``work(conn)`` in a write transaction shared with this process's concurrent
+        writers (group commit); returns once committed. ``work`` may run inside a savepoint."""
+        return self._group.run(work)
 
     def _start_checkpoints(self) -> None:
         """Start this process's WAL checkpointer for SQLite (once per process)."""

@@ -6,16 +6,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import NotFound, StoreUnavailable
 from gateway.store.database import Database
+from gateway.store.direct import Direct, Sql
 from gateway.store.messages import InboundMessage, message_values
-from gateway.store.models import Message, RecordVersion, Referral
+from gateway.store.models import RecordVersion, Referral
 
 # A PostgreSQL transaction-scoped advisory lock serialises record writes, so that the
 # feed cursor (record_versions.seq) is assigned in commit order and readers never skip a row.
@@ -69,8 +70,8 @@ def store_referral(
     that has moved on) or a new message whose content equals the current version. Two
     identical requests at the same moment make one record: the unique constraints on
     (source, referral identifier) and (referral, version) stop the second, which is retried
-    and then finds the first. Rows are written with Core statements prepared before the
-    write transaction starts, so the write lock is held as briefly as possible.
+    and then finds the first. Concurrent writers of one process share a transaction and its
+    fsync (``Database.write``); rows are written with Core statements built once.
     """
     identifier = str(record["referral"]["identifier"])
     status = record_status(record)
@@ -81,63 +82,74 @@ def store_referral(
         orjson.dumps(record["diagnostics"]).decode() if record.get("diagnostics") else None
     )
     rows = (message_row, identifier, status, content_sha256, record_json)
-    # Optimistic: look for a repeat outside the write lock, then write; a writer that got
-    # in between is caught by the unique constraints or the version check, and we look again.
-    for _ in range(_RETRIES):
-        with db.snapshot() as conn:
-            repeat, referral = _repeat(conn, message, identifier, content_sha256)
+
+    def work(conn: Connection) -> Stored:
+        # Inside the write transaction, so nothing can slip in between the look and the write.
+        if db.is_postgres:
+            conn.execute(_FEED_LOCK_SQL, {"k": _FEED_LOCK})
+        sql = Direct(conn)
+        repeat, referral = _repeat(sql, message, identifier, content_sha256)
         if repeat is not None:
             return repeat
+        stored = _insert(sql, message, referral, rows, record)
+        if on_stored is not None:
+            on_stored(conn, _envelope_of(stored, message.source, rows[1]))
+        return stored
+
+    # A unique constraint can still stop a write (another process's writer on PostgreSQL, in
+    # between); the retry then finds what that writer stored.
+    for _ in range(_RETRIES):
         try:
-            with db.writing() as conn:
-                if db.is_postgres:
-                    conn.execute(_FEED_LOCK_SQL, {"k": _FEED_LOCK})
-                stored = _insert(conn, message, referral, rows, record)
-                if on_stored is not None:
-                    on_stored(conn, _envelope_of(stored, message.source, rows[1]))
-                return stored
+            return db.write(work)
         except (IntegrityError, _Overtaken):
             continue
     raise StoreUnavailable("the referral could not be stored after repeated conflicts")
 
 
-_REFERRALS = cast(Table, Referral.__table__)
-_MESSAGES = cast(Table, Message.__table__)
-_VERSIONS = cast(Table, RecordVersion.__table__)
-
-# Statements built once: building SQLAlchemy statements per request costs more than running
-# them, so the intake path only binds parameters.
-_FIND_REFERRAL = select(_REFERRALS.c.id, _REFERRALS.c.current_version).where(
-    _REFERRALS.c.source == bindparam("source"),
-    _REFERRALS.c.referral_identifier == bindparam("identifier"),
+# The intake path's statements, run on the driver cursor (see gateway/store/direct.py).
+_FIND_REFERRAL = Sql(
+    "SELECT id, current_version FROM referrals"
+    " WHERE source = :source AND referral_identifier = :identifier"
 )
-_FIND_BY_KEY = select(
-    _MESSAGES.c.referral_id,
-    _MESSAGES.c.record_version,
-    _MESSAGES.c.body_sha256,
-    _MESSAGES.c.response,
-).where(_MESSAGES.c.source == bindparam("source"), _MESSAGES.c.dedup_key == bindparam("key"))
-_FIND_RESEND = (
-    select(_MESSAGES.c.record_version, _MESSAGES.c.response)
-    .where(
-        _MESSAGES.c.source == bindparam("source"),
-        _MESSAGES.c.body_sha256 == bindparam("sha"),
-        _MESSAGES.c.referral_id == bindparam("referral_id"),
-        _MESSAGES.c.status == "accepted",
-    )
-    .limit(1)
+_FIND_BY_KEY = Sql(
+    "SELECT referral_id, record_version, body_sha256, response FROM messages"
+    " WHERE source = :source AND dedup_key = :key"
 )
-_VERSION = select(
-    _VERSIONS.c.version,
-    _VERSIONS.c.status,
-    _VERSIONS.c.record,
-    _VERSIONS.c.received_at,
-    _VERSIONS.c.content_sha256,
-).where(
-    _VERSIONS.c.referral_id == bindparam("referral_id"),
-    _VERSIONS.c.version == bindparam("version"),
+_FIND_RESEND = Sql(
+    "SELECT record_version, response FROM messages WHERE source = :source"
+    " AND body_sha256 = :sha AND referral_id = :referral_id AND status = 'accepted' LIMIT 1"
 )
-_NEW_REFERRAL = insert(_REFERRALS)
+_VERSION = Sql(
+    "SELECT version, status, record, received_at, content_sha256 FROM record_versions"
+    " WHERE referral_id = :referral_id AND version = :version"
+)
+_NEW_REFERRAL = Sql(
+    """INSERT INTO referrals (id, source, referral_identifier, current_version, status,
+    created_at, updated_at, workflow_status, cancellation_requested)
+    VALUES (:id, :source, :referral_identifier, 1, :status, :now, :now, 'requested', :cancel)""",
+    dates=("now",),
+)
+_NEXT_VERSION = Sql(
+    """UPDATE referrals SET current_version = :version, status = :status, updated_at = :now,
+    cancellation_requested = :cancel WHERE id = :id AND current_version = :seen""",
+    dates=("now",),
+)
+_NEW_MESSAGE = Sql(
+    """INSERT INTO messages (received_at, channel, source, content_type, body, body_truncated,
+    body_sha256, request_id, correlation_id, source_message_id, status, http_status,
+    diagnostics, referral_id, record_version, control_id, dedup_key, response)
+    VALUES (:received_at, :channel, :source, :content_type, :body, :body_truncated,
+    :body_sha256, :request_id, :correlation_id, :source_message_id, :status, :http_status,
+    :diagnostics, :referral_id, :record_version, :control_id, :dedup_key, :response)
+    RETURNING id""",
+    dates=("received_at",),
+)
+_NEW_VERSION = Sql(
+    """INSERT INTO record_versions (referral_id, version, content_sha256, status, record,
+    received_at, message_id) VALUES (:referral_id, :version, :content_sha256, :status,
+    :record, :received_at, :message_id)""",
+    dates=("received_at",),
+)
 
 
 def _envelope_of(stored: Stored, source: str, identifier: str) -> dict[str, Any]:
@@ -153,118 +165,103 @@ def _envelope_of(stored: Stored, source: str, identifier: str) -> dict[str, Any]
     }
 
 
-_NEXT_VERSION = (
-    update(_REFERRALS)
-    .where(
-        _REFERRALS.c.id == bindparam("rid"),
-        _REFERRALS.c.current_version == bindparam("seen"),
-    )
-    .values(
-        current_version=bindparam("version"),
-        status=bindparam("new_status"),
-        updated_at=bindparam("now"),
-        cancellation_requested=bindparam("cancel"),
-    )
-)
-_NEW_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
-_NEW_VERSION = insert(_VERSIONS)
-
-
-def _stored_from(row: Any, referral_id: str, repeat: str, response: bytes | None = None) -> Stored:
+def _stored_from(
+    sql: Direct, row: tuple[Any, ...], referral_id: str, repeat: str, response: bytes | None = None
+) -> Stored:
     """A Stored for an existing record version row (version, status, record, received_at)."""
+    version, status, record, received_at, _ = row
     return Stored(
         referral_id,
-        row.version,
+        version,
         False,
-        row.status,
-        orjson.loads(row.record),
-        row.received_at,
+        status,
+        orjson.loads(record),
+        sql.date(received_at),
         response,
         repeat,
     )
 
 
-def _version_row(conn: Connection, referral_id: str, version: int) -> Any:
+def _version_row(sql: Direct, referral_id: str, version: int) -> tuple[Any, ...] | None:
     """One stored version of a referral."""
-    return conn.execute(_VERSION, {"referral_id": referral_id, "version": version}).first()
+    return sql.first(_VERSION, {"referral_id": referral_id, "version": version})
 
 
 def _repeat(
-    conn: Connection, message: InboundMessage, identifier: str, content_sha256: str
-) -> tuple[Stored | None, Any]:
+    sql: Direct, message: InboundMessage, identifier: str, content_sha256: str
+) -> tuple[Stored | None, tuple[Any, ...] | None]:
     """(what an earlier message stored if this one repeats it, the referral row or None)."""
     if message.dedup_key is not None:
-        earlier = conn.execute(
-            _FIND_BY_KEY, {"source": message.source, "key": message.dedup_key}
-        ).first()
-        if earlier is not None and earlier.referral_id and earlier.record_version:
-            why = "resend" if earlier.body_sha256 == message.sha256 else "key-reused"
-            row = _version_row(conn, earlier.referral_id, earlier.record_version)
-            return _stored_from(row, earlier.referral_id, why, earlier.response), None
-    referral = conn.execute(
-        _FIND_REFERRAL, {"source": message.source, "identifier": identifier}
-    ).first()
+        earlier = sql.first(_FIND_BY_KEY, {"source": message.source, "key": message.dedup_key})
+        if earlier is not None and earlier[0] and earlier[1]:
+            referral_id, version, body_sha256, response = earlier
+            why = "resend" if body_sha256 == message.sha256 else "key-reused"
+            row = _version_row(sql, referral_id, version)
+            if row is not None:
+                return _stored_from(sql, row, referral_id, why, response), None
+    referral = sql.first(_FIND_REFERRAL, {"source": message.source, "identifier": identifier})
     if referral is None:
         return None, None
-    resent = conn.execute(
+    referral_id, current_version = referral
+    resent = sql.first(
         _FIND_RESEND,
-        {"source": message.source, "sha": message.sha256, "referral_id": referral.id},
-    ).first()
+        {"source": message.source, "sha": message.sha256, "referral_id": referral_id},
+    )
     if resent is not None:
-        row = _version_row(conn, referral.id, resent.record_version)
-        return _stored_from(row, referral.id, "resend", resent.response), referral
-    current = _version_row(conn, referral.id, referral.current_version)
-    if current is not None and current.content_sha256 == content_sha256:
-        return _stored_from(current, referral.id, "same-content"), referral
+        row = _version_row(sql, referral_id, resent[0])
+        if row is not None:
+            return _stored_from(sql, row, referral_id, "resend", resent[1]), referral
+    current = _version_row(sql, referral_id, current_version)
+    if current is not None and current[4] == content_sha256:
+        return _stored_from(sql, current, referral_id, "same-content"), referral
     return None, referral
 
 
 def _insert(
-    conn: Connection,
+    sql: Direct,
     message: InboundMessage,
-    referral: Any,
+    referral: tuple[Any, ...] | None,
     rows: tuple[dict[str, Any], str, str, str, str],
     record: dict[str, Any],
 ) -> Stored:
     """Insert the referral (or its next version), the message and the record version."""
     message_row, identifier, status, content_sha256, record_json = rows
     now = message.received_at
+    # The referrer cancelled: a request the platform confirms with an outcome.
+    cancel = status == "cancelled"
     if referral is None:
         referral_id, version = str(uuid.uuid4()), 1
-        conn.execute(
+        sql.execute(
             _NEW_REFERRAL,
             {
                 "id": referral_id,
                 "source": message.source,
                 "referral_identifier": identifier,
-                "current_version": 1,
                 "status": status,
-                "created_at": now,
-                "updated_at": now,
-                "workflow_status": "requested",
-                "cancellation_requested": status == "cancelled",
+                "now": now,
+                "cancel": cancel,
             },
         )
     else:
-        referral_id, version = referral.id, referral.current_version + 1
-        moved = conn.execute(
+        referral_id, seen = referral
+        version = seen + 1
+        moved = sql.execute(
             _NEXT_VERSION,
             {
-                "rid": referral_id,
-                "seen": referral.current_version,
+                "id": referral_id,
+                "seen": seen,
                 "version": version,
-                "new_status": status,
+                "status": status,
                 "now": now,
-                # The referrer cancelled: a request the platform confirms with an outcome.
-                "cancel": status == "cancelled",
+                "cancel": cancel,
             },
         )
         if moved.rowcount != 1:
             raise _Overtaken
-    message_id = conn.execute(
+    message_id = sql.first(
         _NEW_MESSAGE, {**message_row, "referral_id": referral_id, "record_version": version}
-    ).scalar_one()
-    conn.execute(
+    )[0]  # type: ignore[index]
+    sql.execute(
         _NEW_VERSION,
         {
             "referral_id": referral_id,
