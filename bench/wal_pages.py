@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from payload import LOAD_SOURCE, fill, referral_template
+from v2_payload import V2_SOURCE, message_template
+from v2_payload import fill as fill_v2
 
-from payload import LOAD_SOURCE, fill, referral_template  # noqa: E402
-from v2_payload import V2_SOURCE, message_template  # noqa: E402
-from v2_payload import fill as fill_v2  # noqa: E402
-
-from gateway.hl7v2.intake import V2Intake  # noqa: E402
-from gateway.mapping.engine import load_mappings  # noqa: E402
-from gateway.referral import ReferralIntake  # noqa: E402
-from gateway.store.database import Database  # noqa: E402
-from gateway.store.messages import InboundMessage  # noqa: E402
-from gateway.store.migrate import upgrade  # noqa: E402
+from gateway.hl7v2.intake import V2Intake
+from gateway.mapping.engine import load_mappings
+from gateway.referral import ReferralIntake
+from gateway.store.database import Database
+from gateway.store.messages import InboundMessage
+from gateway.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 
