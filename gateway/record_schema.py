@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from gateway.errors import InvalidContent, RequiredMissing
 from gateway.record import ReferralRecord
+from gateway.record_check import fast_check
 
 SCHEMA_ID = "https://sp-gateway.example/schema/referral-record.json"
 _SIMPLE = {
@@ -91,8 +92,18 @@ def _location(error: fastjsonschema.JsonSchemaValueException) -> str:
     return ".".join(path) or "record"
 
 
+@cache
+def _fast() -> Callable[[Any], bool]:
+    """The generated yes/no check: True only for records the full validator accepts."""
+    schema = dict(record_json_schema())
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return fast_check(schema)
+
+
 def validate_record(record: dict[str, Any]) -> None:
     """Raise RequiredMissing or InvalidContent naming the record path when the record is invalid."""
+    if _fast()(record):
+        return
     try:
         _compiled()(record)
     except fastjsonschema.JsonSchemaValueException as exc:

@@ -60,6 +60,8 @@ class _Table:
                 else:
                     target[element] = (_COMPLEX, repeats, compiled[type_name], type_name)
         self.compiled = compiled
+        fast = _fast_maps(compiled)
+        self.fast = {name: fast[name] for name in self.resources}
         self.by_type: dict[str, dict[str, tuple[str, bool]]] = {
             name: {element: (str(t), bool(r)) for element, (t, r) in elements.items()}
             for name, elements in self.raw.items()
@@ -125,6 +127,11 @@ def check_resource(resource: dict[str, Any]) -> None:
             expression="resourceType",
         )
     try:
+        if _fits(resource, table.fast[resource_type]):
+            return
+    except RecursionError:
+        pass  # the full walk below decides, and names the problem
+    try:
         _walk(resource, table.compiled[resource_type])
     except _Fail as fail:
         fail.path.append(resource_type)
@@ -133,6 +140,93 @@ def check_resource(resource: dict[str, Any]) -> None:
         raise InvalidMessage(
             "The resource is nested too deeply", expression=resource_type
         ) from None
+
+
+# The fast check's view of one element map: keys holding a single JSON string (the most
+# common case, a plain type test), and every other key with its check.
+_FastMap = tuple[frozenset[str], dict[str, tuple[int, bool, Any]]]
+_NESTED = 5  # a nested resource: a JSON object whose resourceType picks its map
+
+
+def _fast_maps(compiled: dict[str, _Elements]) -> dict[str, _FastMap]:
+    """The fast check's maps, built from the compiled element table (children shared)."""
+    out: dict[str, _FastMap] = {}
+    for name, elements in compiled.items():
+        strings = frozenset(
+            key
+            for key, (kind, repeats, arg, _) in elements.items()
+            if kind == _RESOURCE_TYPE
+            or (kind == _PRIMITIVE and not repeats and arg is _STRING_TYPES)
+        )
+        out[name] = (strings, {})
+    by_id = {id(elements): out[name] for name, elements in compiled.items()}
+    for name, elements in compiled.items():
+        strings, other = out[name]
+        for key, (kind, repeats, arg, _) in elements.items():
+            if key in strings:
+                continue
+            if kind in (_COMPLEX, _PRIMITIVE_EXT):
+                other[key] = (kind, repeats, by_id[id(arg)])
+            elif kind == _RESOURCE:
+                other[key] = (_NESTED, repeats, None)
+            else:
+                other[key] = (kind, repeats, arg)
+    return out
+
+
+def _fits(obj: dict[str, Any], fast: _FastMap) -> bool:
+    """Whether one JSON object surely fits its element map (False: let ``_walk`` decide).
+
+    The same rules as ``_walk``, without locating problems; one call per object, as there.
+    """
+    strings, other = fast
+    for key, value in obj.items():
+        if key in strings:
+            if type(value) is not str:
+                return False
+            continue
+        spec = other.get(key)
+        if spec is None:
+            return False
+        kind, repeats, arg = spec
+        if not repeats:
+            if kind == _PRIMITIVE:
+                if type(value) not in arg:
+                    return False
+            elif kind == _NESTED:
+                if not _fits_resource(value):
+                    return False
+            elif type(value) is not dict or not _fits(value, arg):
+                return False
+        elif type(value) is not list:
+            return False
+        elif kind == _PRIMITIVE:
+            for item in value:
+                if type(item) not in arg and item is not None:
+                    return False
+        elif kind == _COMPLEX:
+            for item in value:
+                if type(item) is not dict or not _fits(item, arg):
+                    return False
+        elif kind == _NESTED:
+            for item in value:
+                if not _fits_resource(item):
+                    return False
+        else:  # _PRIMITIVE_EXT
+            for item in value:
+                if item is not None and (type(item) is not dict or not _fits(item, arg)):
+                    return False
+    return True
+
+
+def _fits_resource(value: Any) -> bool:
+    """Whether a nested resource surely fits (one extra call, as ``_walk_resource``)."""
+    if type(value) is not dict:
+        return False
+    resource_type = value.get("resourceType")
+    fast = _table().fast.get(resource_type) if type(resource_type) is str else None
+    # Only resource types have fast maps, so a datatype name is left to ``_walk``.
+    return fast is not None and _fits(value, fast)
 
 
 def _walk(obj: dict[str, Any], elements: _Elements) -> None:

@@ -154,19 +154,32 @@ def _component(text: str, enc: Encoding, codec: str) -> Any:
 
 
 def _field(text: str, enc: Encoding, codec: str) -> list[dict[str, Any]]:
+    comp_sep, sub_sep, esc = enc.component, enc.subcomponent, enc.escape
     reps: list[dict[str, Any]] = []
     for rep in text.split(enc.repetition):
-        if enc.component in rep or enc.subcomponent in rep:
+        if comp_sep in rep or sub_sep in rep:
             comps = {}
-            for i, c in enumerate(rep.split(enc.component), 1):
-                if c:
+            for i, c in enumerate(rep.split(comp_sep), 1):
+                if not c:
+                    continue
+                if sub_sep in c:
                     value = _component(c, enc, codec)
-                    if value:
-                        comps[str(i)] = value
+                elif esc in c:
+                    value = _unescape(c, enc, codec)
+                else:
+                    value = c
+                if value:
+                    comps[_NUMBER[i] if i < _NUMBERS else str(i)] = value
         else:
             comps = {"1": _leaf(rep, enc, codec)} if rep else {}
         reps.append(comps)
     return reps if any(reps) else []
+
+
+#: Field and component numbers as the keys the tree uses ("1", "2", ...).
+_NUMBERS = 100
+_NUMBER = tuple(str(i) for i in range(_NUMBERS))
+_LINES = re.compile(r"\r\n|\r|\n")
 
 
 def parse(raw: bytes) -> V2Message:
@@ -184,9 +197,12 @@ def parse(raw: bytes) -> V2Message:
             "MSH-1 and MSH-2 do not declare encoding characters", expression="MSH.2"
         )
     enc = Encoding(sep, enc_chars[0], enc_chars[1], enc_chars[2], enc_chars[3])
+    # A field holding none of these is plain text: one repetition, one component.
+    comp_sep, rep_sep, esc, sub_sep = enc.component, enc.repetition, enc.escape, enc.subcomponent
     tree: dict[str, Any] = {}
     segments: list[tuple[str, dict[str, Any]]] = []
-    lines = [s for s in re.split(r"\r\n|\r|\n", text) if s.strip()]
+    number_keys = _NUMBER
+    lines = [s for s in _LINES.split(text) if s.strip()]
     for seq, line in enumerate(lines):
         name = line[:3]
         if not SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != sep):
@@ -198,14 +214,21 @@ def parse(raw: bytes) -> V2Message:
         if name == "MSH":
             segment["1"] = [{"1": sep}]
             segment["2"] = [{"1": enc_chars}]
-            numbered = enumerate(parts[2:], start=3)
+            first = 3
+            parts = parts[2:]
         else:
-            numbered = enumerate(parts[1:], start=1)
-        for number, value in numbered:
-            if value:
+            first = 1
+            parts = parts[1:]
+        for number, value in enumerate(parts, first):
+            if not value:
+                continue
+            key = number_keys[number] if number < _NUMBERS else str(number)
+            if comp_sep in value or rep_sep in value or esc in value or sub_sep in value:
                 reps = _field(value, enc, codec)
                 if reps:
-                    segment[str(number)] = reps
+                    segment[key] = reps
+            else:
+                segment[key] = [{"1": value}]
         if name == "NTE":
             # Which segment a note belongs to (OBX, OBR, PRD, or the message itself).
             segment[AFTER_KEY] = next((n for n, _ in reversed(segments) if n != "NTE"), "MSH")

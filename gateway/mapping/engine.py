@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import GatewayError, MappingError, RequiredMissing
-from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, Condition, Rule, compile_source
+from gateway.errors import GatewayError, MappingError
+from gateway.mapping.codegen import generate, missing_context
+from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, compile_source
 from gateway.mapping.paths import Env, ResourceIndex
 from gateway.mapping.transforms import MapState
 from gateway.record import ReferralRecord
@@ -29,56 +29,20 @@ class Mapping:
         self.accepts = compiled.accepts
         self._targets = {".".join(r.target): r for r in compiled.rules}
         self._contexts = {c.name: c for c in compiled.contexts}
-        self._plan = tuple((r.target, self._rule_function(r)) for r in compiled.rules)
+        self._program = generate(compiled, self._missing)
+        # Per context: the keys of its resource never reported, as written in the JSON
+        # (an element ``x`` and its primitive extension ``_x``).
+        self._silent = {name: _keys_of(consumed) for name, consumed in compiled.consumed.items()}
 
-    def _rule_function(self, rule: Rule) -> Callable[[Env, MapState], Any]:
-        """A function computing one rule's value, specialised for the common simple shapes.
-
-        Rules run once per message each, so the shape is decided here, once, at load.
-        """
-        general = rule.each is not None or rule.many or rule.when is not None
-        if general or rule.source is None:
-            return lambda env, state: self._evaluate(rule, env, state)
-        first, default, text = rule.source.first, rule.default, rule.source.text
-        tf = rule.transform.func if rule.transform else None
-        if rule.transform is not None and rule.transform.collection:
-            return lambda env, state: self._evaluate(rule, env, state)
-        cm = rule.codemap.apply if rule.codemap else None
-        if tf is None and cm is None:
-            if default is None:
-                return lambda env, state: first(env)
-            return lambda env, state: _or(first(env), default)
-
-        def convert(env: Env, state: MapState) -> Any:
-            value = first(env)
-            if value is None:
-                return default
-            state.where = text
-            if tf is not None:
-                value = tf(value, state)
-                if value is None:
-                    return default
-            if cm is not None:
-                value = cm(value, state)
-            return default if value is None else value
-
-        return convert
+    def _missing(self, name: str, env: Env) -> None:
+        """Raise for a required context the message does not have."""
+        raise missing_context(name, self._describe(self._contexts[name].path.text, env))
 
     def translate(self, message: dict[str, Any]) -> dict[str, Any]:
         """The validated record for ``message`` (received_at left unset), or a domain error."""
         env = Env(root=message, index=ResourceIndex(message))
         state = MapState(self.compiled.timezone, describe=lambda t: self._describe(t, env))
-        for ctx in self.compiled.contexts:
-            found = ctx.path.first(env)
-            env.contexts[ctx.name] = [found] if isinstance(found, dict) else []
-            if ctx.required and not env.contexts[ctx.name]:
-                where = self._describe(ctx.path.text, env)
-                raise RequiredMissing(f"the message has no {ctx.name} ({where})", expression=where)
-        record: dict[str, Any] = {}
-        for target, compute in self._plan:
-            value = compute(env, state)
-            if value is not None:
-                _put(record, target, value)
+        record = self._program(message, env, state)
         record = {key: record[key] for key in _SECTIONS if key in record}
         provenance = record.setdefault("provenance", {})
         provenance["source_system"] = self.source
@@ -94,57 +58,6 @@ class Mapping:
             raise self._located(exc, env) from None
         return record
 
-    def _evaluate(self, rule: Rule, env: Env, state: MapState) -> Any:
-        """One rule's value: selected, transformed, code-mapped, defaulted."""
-        if rule.when is not None and not _holds(rule.when, env):
-            return None
-        path = rule.source or rule.each
-        state.where = path.text if path else ""
-        if rule.each is not None:
-            values = self._each(rule, env, state)
-        elif rule.source is not None:
-            if rule.many:
-                values = rule.source.evaluate(env)
-            else:
-                value = rule.source.first(env)
-                if rule.transform is None and rule.codemap is None:
-                    return rule.default if value is None else value
-                values = [] if value is None else [value]
-        else:
-            values = [rule.value]
-        transform = rule.transform
-        if transform is not None:
-            if transform.collection:
-                converted = transform.func(values, state)
-                values = [] if converted is None else [converted]
-            else:
-                values = [v for v in (transform.func(v, state) for v in values) if v is not None]
-        if rule.codemap is not None:
-            values = [v for v in (rule.codemap.apply(v, state) for v in values) if v is not None]
-        if rule.many and not (transform is not None and transform.collection):
-            return list(values) or rule.default
-        return values[0] if values else rule.default
-
-    def _each(self, rule: Rule, env: Env, state: MapState) -> list[Any]:
-        """Objects built by ``fields`` for every item that ``each`` selects."""
-        assert rule.each is not None
-        items = rule.each.evaluate(env)
-        if not rule.fields:
-            return items
-        out = []
-        outer = env.this
-        for item in items:
-            env.this = item
-            built: dict[str, Any] = {}
-            for field in rule.fields:
-                value = self._evaluate(field, env, state)
-                if value is not None:
-                    _put(built, field.target, value)
-            if built:
-                out.append(built)
-        env.this = outer
-        return out
-
     def _unused(self, env: Env, state: MapState) -> None:
         """Diagnose bundle entries no rule reached and context elements no rule reads."""
         bound = {id(c[0]) for c in env.contexts.values() if c}
@@ -156,20 +69,22 @@ class Mapping:
                     "unused-resource", f"{rtype} resource not used by the mapping", where
                 )
         # A resource bound to several contexts counts as read by any of them.
-        resources: dict[int, tuple[dict[str, Any], set[str]]] = {}
+        resources: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
         for name, col in env.contexts.items():
             bound_to = col[0] if col else None
             if not isinstance(bound_to, dict) or "resourceType" not in bound_to:
                 continue
-            entry = resources.setdefault(id(bound_to), (bound_to, set()))
-            entry[1].update(self.compiled.consumed.get(name, ()))
-        for resource, consumed in resources.values():
+            silent = self._silent.get(name, _ALWAYS_IGNORED_KEYS)
+            seen = resources.get(id(bound_to))
+            resources[id(bound_to)] = (bound_to, silent if seen is None else seen[1] | silent)
+        ignore = self.compiled.ignore
+        for resource, silent in resources.values():
             rtype = resource["resourceType"]
             for element in resource:
-                name = element[1:] if element.startswith("_") else element
-                if name in consumed or name in ALWAYS_IGNORED:
+                if element in silent:
                     continue
-                if f"{rtype}.{name}" in self.compiled.ignore:
+                name = element[1:] if element.startswith("_") else element
+                if f"{rtype}.{name}" in ignore:
                     continue
                 state.diagnose(
                     "unused-element", "element present but not mapped", f"{rtype}.{name}"
@@ -227,26 +142,13 @@ class Mapping:
         return exc
 
 
-def _or(value: Any, default: Any) -> Any:
-    return default if value is None else value
+def _keys_of(names: frozenset[str]) -> frozenset[str]:
+    """JSON keys whose element (the key without a leading ``_``) is in ``names``."""
+    names = names | ALWAYS_IGNORED
+    return frozenset({n for n in names if not n.startswith("_")} | {"_" + n for n in names})
 
 
-def _holds(cond: Condition, env: Env) -> bool:
-    """Whether a rule's condition holds."""
-    values = cond.path.evaluate(env)
-    if cond.present is not None:
-        return bool(values) == cond.present
-    if cond.one_of is not None:
-        return any(v in cond.one_of for v in values)
-    return cond.equals in values
-
-
-def _put(record: dict[str, Any], target: tuple[str, ...], value: Any) -> None:
-    """Set a dotted target in the nested record."""
-    node = record
-    for part in target[:-1]:
-        node = node.setdefault(part, {})
-    node[target[-1]] = value
+_ALWAYS_IGNORED_KEYS = _keys_of(frozenset())
 
 
 def load_mappings(directory: Path) -> dict[str, Mapping]:

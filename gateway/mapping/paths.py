@@ -45,15 +45,23 @@ class ResourceIndex:
         self.by_key: dict[str, dict[str, Any]] = {}
         self.entries: list[tuple[str, dict[str, Any]]] = []
         self.contained: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        if root.get("resourceType") == "Bundle":
-            for position, entry in enumerate(_as_list(root.get("entry"))):
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                if not isinstance(resource, dict):
-                    continue
-                self.entries.append((f"Bundle.entry[{position}]", resource))
-                self._add(resource, entry.get("fullUrl"))
-        else:
+        if root.get("resourceType") != "Bundle":
             self._add(root, None)
+            return
+        by_key = self.by_key
+        for position, entry in enumerate(_as_list(root.get("entry"))):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict):
+                continue
+            self.entries.append((f"Bundle.entry[{position}]", resource))
+            full_url = entry.get("fullUrl")
+            if type(full_url) is str and full_url not in by_key:
+                by_key[full_url] = resource
+            rtype, rid = resource.get("resourceType"), resource.get("id")
+            if type(rtype) is str and type(rid) is str:
+                by_key.setdefault(f"{rtype}/{rid}", resource)
+            if "contained" in resource:
+                self._add_contained(resource)
 
     def _add(self, resource: dict[str, Any], full_url: Any) -> None:
         """Index one resource by its fullUrl and Type/id, and its contained resources by #id."""
@@ -62,6 +70,10 @@ class ResourceIndex:
         rtype, rid = resource.get("resourceType"), resource.get("id")
         if isinstance(rtype, str) and isinstance(rid, str):
             self.by_key.setdefault(f"{rtype}/{rid}", resource)
+        self._add_contained(resource)
+
+    def _add_contained(self, resource: dict[str, Any]) -> None:
+        """Index the resources contained in ``resource`` by #id."""
         for inner in _as_list(resource.get("contained")):
             if isinstance(inner, dict) and isinstance(inner.get("id"), str):
                 self.contained.setdefault("#" + inner["id"], []).append((resource, inner))
@@ -106,6 +118,19 @@ def _as_list(value: Any) -> Collection:
 
 
 Step = Callable[[Collection, Env], Collection]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One where() term: element names below the item, ``=``/``!=``/``exists``, a literal."""
+
+    names: tuple[str, ...]
+    op: str
+    literal: Any
+
+
+#: A where() condition: groups of terms joined by ``or``; the terms of a group by ``and``.
+Condition = tuple[tuple[Term, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -384,29 +409,22 @@ class _Parser:
             raise PathSyntaxError(f"unknown function {name}() in {self.text!r}")
         return simple[name], None
 
-    def condition(self) -> Callable[[Any, Env], bool]:
+    def condition(self) -> Condition:
         """Terms joined by ``and``, groups of those joined by ``or`` (and binds tighter)."""
         groups = [self.conjunction()]
         while self.peek() == ("id", "or"):
             self.take("or")
             groups.append(self.conjunction())
-        if len(groups) == 1:
-            return groups[0]
-        return lambda item, env: any(g(item, env) for g in groups)
+        return tuple(groups)
 
-    def conjunction(self) -> Callable[[Any, Env], bool]:
+    def conjunction(self) -> tuple[Term, ...]:
         terms = [self.term()]
         while self.peek() == ("id", "and"):
             self.take("and")
             terms.append(self.term())
-        if len(terms) == 1:
-            return terms[0]
-        if len(terms) == 2:
-            one, two = terms
-            return lambda item, env: one(item, env) and two(item, env)
-        return lambda item, env: all(t(item, env) for t in terms)
+        return tuple(terms)
 
-    def term(self) -> Callable[[Any, Env], bool]:
+    def term(self) -> Term:
         names: list[str] = [self.take()[1]]
         self.term_names.append(names[0])
         func: str | None = None
@@ -419,24 +437,14 @@ class _Parser:
                 func = name
                 break
             names.append(name)
-        getter = _relative_getter(names)
         if func == "exists":
-            return lambda item, env: bool(getter(item))
+            return Term(tuple(names), "exists", None)
         if func is not None:
             raise PathSyntaxError(f"only exists() may end a where() term in {self.text!r}")
         _, op = self.take()
         if op not in ("=", "!="):
             raise PathSyntaxError(f"expected = or != in where() of {self.text!r}")
-        literal = self.literal()
-        if isinstance(literal, bool):
-            # XML carries booleans as text: match both forms.
-            forms = (literal, "true" if literal else "false")
-            if op == "=":
-                return lambda item, env: any(f in forms for f in getter(item))
-            return lambda item, env: not any(f in forms for f in getter(item))
-        if op == "=":
-            return lambda item, env: literal in getter(item)
-        return lambda item, env: literal not in getter(item)
+        return Term(tuple(names), op, self.literal())
 
     def literal(self) -> Any:
         kind, value = self.take()
@@ -456,6 +464,7 @@ def _context_root(name: str) -> Callable[[Env], Collection]:
     def root(env: Env) -> Collection:
         return env.contexts.get(name, [])
 
+    root.context = name  # type: ignore[attr-defined]
     return root
 
 
@@ -471,6 +480,7 @@ def _type_root(rtype: str) -> Callable[[Env], Collection]:
     def root(env: Env) -> Collection:
         return [env.root] if env.root.get("resourceType") == rtype else []
 
+    root.rtype = rtype  # type: ignore[attr-defined]
     return root
 
 
@@ -525,8 +535,50 @@ def _relative_getter(names: Sequence[str]) -> Callable[[Any], Collection]:
 _NO_ENV = Env(root={}, index=ResourceIndex({}))
 
 
-def _where(cond: Callable[[Any, Env], bool]) -> Step:
-    return lambda col, env: [item for item in col if cond(item, env)]
+def _term_test(term: Term) -> Callable[[Any, Env], bool]:
+    """One where() term as a test of one item."""
+    getter = _relative_getter(term.names)
+    if term.op == "exists":
+        return lambda item, env: bool(getter(item))
+    literal = term.literal
+    if isinstance(literal, bool):
+        # XML carries booleans as text: match both forms.
+        forms = (literal, "true" if literal else "false")
+        if term.op == "=":
+            return lambda item, env: any(f in forms for f in getter(item))
+        return lambda item, env: not any(f in forms for f in getter(item))
+    if term.op == "=":
+        return lambda item, env: literal in getter(item)
+    return lambda item, env: literal not in getter(item)
+
+
+def _conjunction_test(terms: tuple[Term, ...]) -> Callable[[Any, Env], bool]:
+    """Terms joined by ``and``."""
+    tests = [_term_test(t) for t in terms]
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        one, two = tests
+        return lambda item, env: one(item, env) and two(item, env)
+    return lambda item, env: all(t(item, env) for t in tests)
+
+
+def condition_test(cond: Condition) -> Callable[[Any, Env], bool]:
+    """A where() condition as a test of one item: groups of terms joined by ``or``."""
+    groups = [_conjunction_test(g) for g in cond]
+    if len(groups) == 1:
+        return groups[0]
+    return lambda item, env: any(g(item, env) for g in groups)
+
+
+def _where(cond: Condition) -> Step:
+    test = condition_test(cond)
+
+    def step(col: Collection, env: Env) -> Collection:
+        return [item for item in col if test(item, env)]
+
+    step.condition = cond  # type: ignore[attr-defined]
+    return step
 
 
 def _of_type(rtype: str) -> Step:

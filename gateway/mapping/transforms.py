@@ -70,6 +70,8 @@ def _text(value: Any) -> str | None:
 
     An HL7 v2 component or repetition ({"1": ...}) reads as its first part.
     """
+    if type(value) is str:
+        return value.strip() or None
     while isinstance(value, dict) and "1" in value and "resourceType" not in value:
         value = value["1"]
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):

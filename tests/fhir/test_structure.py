@@ -380,3 +380,37 @@ def test_element_table_matches_installed_fhir_resources() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_datatype_name_is_not_a_nested_resource_type() -> None:
+    bundle = referral_bundle()
+    bundle["entry"][0]["resource"]["contained"] = [{"resourceType": "HumanName"}]
+    with pytest.raises(InvalidMessage, match="Unknown resourceType 'HumanName'") as info:
+        check_resource(bundle)
+    assert info.value.expression == "Bundle.entry[0].resource.contained[0].resourceType"
+
+
+def test_fast_check_and_full_walk_agree_on_damaged_bundles() -> None:
+    from random import Random
+
+    from gateway.fhir.structure import _fits, _table, _walk
+
+    rng = Random(7)
+    table = _table()
+    values: list[Any] = [None, "", 1, 1.5, True, [], {}, [None], [{}], {"a": 1}, ["x"]]
+    for _ in range(400):
+        bundle = referral_bundle()
+        node: Any = bundle
+        while isinstance(node, dict | list) and node and rng.random() < 0.8:
+            key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+            if rng.random() < 0.3 or not isinstance(node[key], dict | list) or not node[key]:
+                node[key] = copy.deepcopy(rng.choice(values))
+                break
+            node = node[key]
+        try:
+            _walk(bundle, table.compiled["Bundle"])
+            walked = True
+        except Exception:
+            walked = False
+        if _fits(bundle, table.fast["Bundle"]):
+            assert walked, bundle

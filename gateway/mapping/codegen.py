@@ -1,0 +1,432 @@
+"""A source's whole mapping compiled into one generated Python function.
+
+The function computes the contexts, then every rule in file order, and builds the record's
+sections directly. Path prefixes that several rules share (``%referral.supportingInfo
+.resolve()``) are computed once per message into local variables, in the order the rules
+first need them, and union alternatives stay lazy, so what is evaluated (and so which
+resources count as used) is exactly what the rule-by-rule evaluation would do.
+Generated code is built from fixed templates; every name or value from a mapping file
+travels as a bound constant or as the ``repr`` of an identifier-like element name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from gateway.errors import RequiredMissing
+from gateway.mapping.compile import Compiled, Rule
+from gateway.mapping.compile import Condition as When
+from gateway.mapping.paths import (
+    Alternative,
+    CompiledPath,
+    Env,
+    Term,
+    _many,
+    _message_root,
+    _term_test,
+)
+from gateway.mapping.transforms import MapState
+
+#: The generated function: (message, env, state) -> record sections in rule order.
+Program = Callable[[dict[str, Any], Env, MapState], dict[str, Any]]
+_MISSING = object()
+
+
+class _Emitter:
+    """Collects generated lines and constants; tracks which memo locals are surely set."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"_many": _many, "_MISSING": _MISSING}
+        self.depth = 1
+        self.counter = 0
+        self.memo: dict[str, str] = {}
+        self.assigned: set[str] = set()  # memo locals set somewhere earlier in the code
+        self.defined: set[str] = set()  # memo locals surely set at this point
+        self.functions: list[str] = []  # helper functions generated beside ``run``
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def var(self, stem: str = "v") -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def const(self, value: Any, stem: str = "k") -> str:
+        name = f"_{stem}{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    @contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        """A conditional or loop body: memo locals it sets are not surely set after it."""
+        self.emit(header)
+        self.depth += 1
+        outer = set(self.defined)
+        try:
+            yield
+        finally:
+            if self.lines[-1].strip().endswith(":"):
+                self.emit("pass")
+            self.depth -= 1
+            self.defined = outer
+
+
+def _element_step(em: _Emitter, col: str, name: str) -> str:
+    """Inline code for element ``name`` of every node in ``col``; returns the result's local."""
+    out, item, value = em.var("c"), em.var("i"), em.var("e")
+    key = repr(name)
+    em.emit(f"if len({col}) == 1:")
+    em.emit(f"    {item} = {col}[0]")
+    em.emit(f"    {value} = {item}.get({key}) if type({item}) is dict else None")
+    em.emit(
+        f"    {out} = [] if {value} is None else ({value} if type({value}) is list else [{value}])"
+    )
+    em.emit("else:")
+    em.emit(f"    {out} = _many({col}, {key})")
+    return out
+
+
+def _term_expr(em: _Emitter, term: Term, item: str) -> str:
+    """A where() term as a Python expression over the local ``item``."""
+    literal = term.literal
+    if any(name.isdigit() for name in term.names):
+        return f"{em.const(_term_test(term), 't')}({item}, env)"  # HL7 v2 numbered parts
+    if term.op == "exists":
+        return f"{_term_function(em, term)}({item})"
+    if isinstance(literal, bool):
+        # XML carries booleans as text: match both forms.
+        forms = em.const((literal, "true" if literal else "false"), "l")
+        found = f"{_term_function(em, term, forms)}({item})"
+    elif len(term.names) == 1:
+        lit, value = em.const(literal, "l"), em.var("w")
+        key = repr(term.names[0])
+        found = (
+            f"(type({item}) is dict and ({lit} in {value} if type({value} := {item}.get({key}))"
+            f" is list else {value} == {lit}))"
+        )
+    else:
+        found = f"{_term_function(em, term, em.const((literal,), 'l'))}({item})"
+    return found if term.op in ("=", "exists") else f"(not {found})"
+
+
+def _term_function(em: _Emitter, term: Term, forms: str | None = None) -> str:
+    """A generated test: does any value at ``term.names`` below an item equal one of ``forms``
+    (or, without ``forms``, is there any value at all)?
+
+    The values are those the element steps would collect (lists flattened, None skipped);
+    the loops stop at the first match.
+    """
+    name = em.var("_term")
+    lines = [f"def {name}(x0):"]
+    depth = 1
+    for level, element in enumerate(term.names):
+        pad = "    " * depth
+        node, value = f"x{level}", f"v{level}"
+        lines += [f"{pad}if type({node}) is dict:", f"{pad}    {value} = {node}.get({element!r})"]
+        pad += "    "
+        if level == len(term.names) - 1:
+            if forms is None:
+                lines += [
+                    f"{pad}if {value} is not None and ({value} or type({value}) is not list):",
+                    f"{pad}    return True",
+                ]
+            else:
+                lines += [
+                    f"{pad}if type({value}) is list:",
+                    f"{pad}    for y in {value}:",
+                    f"{pad}        if y in {forms}:",
+                    f"{pad}            return True",
+                    f"{pad}elif {value} is not None and {value} in {forms}:",
+                    f"{pad}    return True",
+                ]
+            break
+        following = f"x{level + 1}"
+        lines += [
+            f"{pad}if {value} is not None:",
+            f"{pad}    for {following} in ({value} if type({value}) is list else ({value},)):",
+        ]
+        depth += 3
+    lines.append("    return False")
+    em.functions.append("\n".join(lines))
+    return name
+
+
+def _where_expr(em: _Emitter, cond: tuple[tuple[Term, ...], ...], item: str) -> str:
+    groups = [" and ".join(_term_expr(em, t, item) for t in group) for group in cond]
+    if len(groups) == 1:
+        return groups[0]
+    return " or ".join(f"({g})" for g in groups)
+
+
+def _step(em: _Emitter, col: str, step: Any) -> str:
+    """Code for one step applied to the collection in local ``col``."""
+    element = getattr(step, "element", None)
+    if element is not None:
+        return _element_step(em, col, element)
+    numbered = getattr(step, "numbered", None)
+    if numbered is not None and numbered != "1":
+        return _element_step(em, col, numbered)
+    cond = getattr(step, "condition", None)
+    out = em.var("c")
+    if cond is not None:
+        item = em.var("i")
+        em.emit(f"{out} = [{item} for {item} in {col} if {_where_expr(em, cond, item)}]")
+        return out
+    em.emit(f"{out} = {em.const(step, 's')}({col}, env)")
+    return out
+
+
+def _root(em: _Emitter, alt: Alternative, this: str) -> str:
+    """Code for an alternative's starting collection."""
+    root = alt.root
+    out = em.var("r")
+    if hasattr(root, "context"):
+        em.emit(f"{out} = ctx[{root.context!r}]")
+    elif hasattr(root, "rtype"):
+        em.emit(f"{out} = [root] if root.get('resourceType') == {root.rtype!r} else []")
+    elif root is _message_root:
+        em.emit(f"{out} = [root]")
+    else:  # $this
+        em.emit(f"{out} = [{this}] if {this} is not None else []")
+    return out
+
+
+def _prefix(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
+    """The local holding ``alt`` evaluated through step ``upto`` (-1: the root)."""
+    if upto < 0:
+        return _root(em, alt, this)
+    if not alt.memo:
+        return _step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])
+    key = alt.keys[upto]
+    name = em.memo.get(key)
+    if name is None:
+        name = em.memo[key] = f"m{len(em.memo)}"
+    if name in em.defined:
+        return name
+    if name in em.assigned:
+        with em.block(f"if {name} is None:"):
+            em.emit(f"{name} = {_step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])}")
+    else:
+        em.emit(f"{name} = {_step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])}")
+    em.assigned.add(name)
+    em.defined.add(name)
+    return name
+
+
+def _alternative(em: _Emitter, alt: Alternative, this: str) -> str:
+    return _prefix(em, alt, len(alt.steps) - 1, this)
+
+
+def _collection(em: _Emitter, path: CompiledPath, this: str) -> str:
+    """Code for ``path.evaluate``: the first alternative that selects anything."""
+    alts = path.alternatives
+    if len(alts) == 1:
+        return _alternative(em, alts[0], this)
+    out = em.var("u")
+    _lazy_union(em, alts, this, out, first=False)
+    return out
+
+
+def _first(em: _Emitter, path: CompiledPath, this: str) -> str:
+    """Code for ``path.first``: the first value of the first non-empty alternative, or None."""
+    out = em.var("f")
+    _lazy_union(em, path.alternatives, this, out, first=True)
+    return out
+
+
+def _lazy_union(
+    em: _Emitter, alts: tuple[Alternative, ...], this: str, out: str, *, first: bool
+) -> None:
+    """Try each alternative in turn, evaluating a later one only when the earlier are empty."""
+    col = _alternative(em, alts[0], this)
+    taken = f"{col}[0]" if first else col
+    if len(alts) == 1:
+        em.emit(f"{out} = {taken} if {col} else {'None' if first else '[]'}")
+        return
+    with em.block(f"if {col}:"):
+        em.emit(f"{out} = {taken}")
+    with em.block("else:"):
+        _lazy_union(em, alts[1:], this, out, first=first)
+
+
+def _holds(em: _Emitter, when: When, this: str) -> str:
+    """An expression: whether a rule's ``when`` holds."""
+    values = _collection(em, when.path, this)
+    if when.present is not None:
+        return f"bool({values}) == {when.present!r}"
+    if when.one_of is not None:
+        options = em.const(when.one_of, "o")
+        return f"any(x in {options} for x in {values})"
+    return f"{em.const(when.equals, 'q')} in {values}"
+
+
+def _put(em: _Emitter, target: str, parts: tuple[str, ...], value: str) -> None:
+    """Set a dotted target in the dict in local ``target`` (as the engine's _put did)."""
+    node = target
+    for part in parts[:-1]:
+        node = f"{node}.setdefault({part!r}, {{}})"
+    em.emit(f"{node}[{parts[-1]!r}] = {value}")
+
+
+def _apply_one(em: _Emitter, rule: Rule, value: str) -> None:
+    """Transform, then code map, one value in local ``value`` (None drops it)."""
+    if rule.transform is not None:
+        func = em.const(rule.transform.func, "x")
+        with em.block(f"if {value} is not None:"):
+            em.emit(f"{value} = {func}({value}, state)")
+    if rule.codemap is not None:
+        entries = em.const(rule.codemap.entries, "m")
+        apply = em.const(rule.codemap.apply, "a")
+        with em.block(f"if {value} is not None:"):
+            if rule.codemap.system is None:
+                hit = em.var("h")
+                em.emit(
+                    f"{hit} = {entries}.get({value}, _MISSING) "
+                    f"if type({value}) is str else _MISSING"
+                )
+                em.emit(f"{value} = {apply}({value}, state) if {hit} is _MISSING else {hit}")
+            else:
+                em.emit(f"{value} = {apply}({value}, state)")
+
+
+def _simple_rule(em: _Emitter, rule: Rule, out: str) -> None:
+    """A single-valued ``from`` rule: first value, transformed, code-mapped, defaulted."""
+    assert rule.source is not None
+    value = _first(em, rule.source, "None")
+    default = em.const(rule.default, "d")
+    if rule.transform is None and rule.codemap is None:
+        em.emit(f"{out} = {value} if {value} is not None else {default}")
+        return
+    with em.block(f"if {value} is not None:"):
+        em.emit(f"state.where = {em.const(rule.source.text, 'p')}")
+        _apply_one(em, rule, value)
+    em.emit(f"{out} = {value} if {value} is not None else {default}")
+
+
+def _general_rule(em: _Emitter, rule: Rule, out: str, this: str) -> None:
+    """Any rule, exactly as the rule-by-rule engine evaluated it (``when``, lists, each)."""
+    default = em.const(rule.default, "d")
+    em.emit(f"{out} = None")
+    if rule.when is not None:
+        holds = _holds(em, rule.when, this)
+        with em.block(f"if {holds}:"):
+            _rule_body(em, rule, out, this, default)
+    else:
+        _rule_body(em, rule, out, this, default)
+
+
+def _rule_body(em: _Emitter, rule: Rule, out: str, this: str, default: str) -> None:
+    path = rule.source or rule.each
+    em.emit(f"state.where = {em.const(path.text if path else '', 'p')}")
+    transform = rule.transform
+    if rule.source is not None and not rule.many and rule.each is None:
+        value = _first(em, rule.source, this)
+        if transform is None and rule.codemap is None:
+            em.emit(f"{out} = {value} if {value} is not None else {default}")
+            return
+        if transform is not None and transform.collection:
+            values = em.var("vs")
+            em.emit(f"{values} = [] if {value} is None else [{value}]")
+            _apply_all(em, rule, values)
+            em.emit(f"{out} = {values}[0] if {values} else {default}")
+            return
+        _apply_one(em, rule, value)
+        em.emit(f"{out} = {value} if {value} is not None else {default}")
+        return
+    values = em.var("vs")
+    if rule.each is not None:
+        _each(em, rule, values, this)
+    elif rule.source is not None:
+        em.emit(f"{values} = {_collection(em, rule.source, this)}")
+    else:
+        em.emit(f"{values} = [{em.const(rule.value, 'c')}]")
+    _apply_all(em, rule, values)
+    if rule.many and not (transform is not None and transform.collection):
+        em.emit(f"{out} = list({values}) or {default}")
+    else:
+        em.emit(f"{out} = {values}[0] if {values} else {default}")
+
+
+def _apply_all(em: _Emitter, rule: Rule, values: str) -> None:
+    """Transform and code-map every value in local ``values`` (a new list each time)."""
+    transform = rule.transform
+    if transform is not None:
+        func = em.const(transform.func, "x")
+        if transform.collection:
+            got = em.var("g")
+            em.emit(f"{got} = {func}({values}, state)")
+            em.emit(f"{values} = [] if {got} is None else [{got}]")
+        else:
+            em.emit(
+                f"{values} = [y for y in ({func}(x, state) for x in {values}) if y is not None]"
+            )
+    if rule.codemap is not None:
+        apply = em.const(rule.codemap.apply, "a")
+        em.emit(f"{values} = [y for y in ({apply}(x, state) for x in {values}) if y is not None]")
+
+
+def _each(em: _Emitter, rule: Rule, values: str, this: str) -> None:
+    """Objects built by ``fields`` for every item that ``each`` selects."""
+    assert rule.each is not None
+    items = _collection(em, rule.each, this)
+    if not rule.fields:
+        em.emit(f"{values} = {items}")
+        return
+    em.emit(f"{values} = []")
+    item = em.var("it")
+    with em.block(f"for {item} in {items}:"):
+        built = em.var("b")
+        em.emit(f"{built} = {{}}")
+        for field in rule.fields:
+            value = em.var("fv")
+            _general_rule(em, field, value, item)
+            with em.block(f"if {value} is not None:"):
+                _put(em, built, field.target, value)
+        with em.block(f"if {built}:"):
+            em.emit(f"{values}.append({built})")
+
+
+def _contexts(em: _Emitter, compiled: Compiled, required: Callable[[str, Env], None]) -> None:
+    em.emit("ctx = env.contexts")
+    fail = em.const(required, "req")
+    for context in compiled.contexts:
+        found = _first(em, context.path, "None")
+        em.emit(f"ctx[{context.name!r}] = [{found}] if isinstance({found}, dict) else []")
+        if context.required:
+            with em.block(f"if not ctx[{context.name!r}]:"):
+                em.emit(f"{fail}({context.name!r}, env)")
+
+
+def generate(compiled: Compiled, required: Callable[[str, Env], None]) -> Program:
+    """The generated function for ``compiled``; ``required`` raises for a missing context."""
+    em = _Emitter()
+    body_start = len(em.lines)
+    _contexts(em, compiled, required)
+    em.emit("record = {}")
+    for rule in compiled.rules:
+        value = em.var("v")
+        general = rule.each is not None or rule.many or rule.when is not None
+        collection = rule.transform is not None and rule.transform.collection
+        if general or rule.source is None or collection:
+            _general_rule(em, rule, value, "None")
+        else:
+            _simple_rule(em, rule, value)
+        with em.block(f"if {value} is not None:"):
+            _put(em, "record", rule.target, value)
+    em.emit("return record")
+    head = ["def run(root, env, state):"]
+    if em.memo:
+        head.append("    " + " = ".join(em.memo.values()) + " = None")
+    source = "\n\n".join([*em.functions, "\n".join(head + em.lines[body_start:])])
+    exec(compile(source, f"<mapping {compiled.source}>", "exec"), em.names)
+    program: Program = em.names["run"]
+    program.source = source  # type: ignore[attr-defined]
+    return program
+
+
+def missing_context(name: str, where: str) -> RequiredMissing:
+    """The error for a required context the message does not have."""
+    return RequiredMissing(f"the message has no {name} ({where})", expression=where)
