@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -27,7 +28,7 @@ HAS_DEDUP = text("dedup_key IS NOT NULL")
 NOT_ACCEPTED = text("status <> 'accepted'")
 
 
-def _where(clause: TextClause) -> dict[str, TextClause]:
+def _where(clause: TextClause) -> dict[str, Any]:
     """A partial index's condition, for both SQLite and PostgreSQL."""
     return {"sqlite_where": clause, "postgresql_where": clause}
 

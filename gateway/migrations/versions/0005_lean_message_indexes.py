@@ -13,6 +13,8 @@ Revises: 0004
 Create Date: 2026-11-22
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -26,7 +28,7 @@ HAS_CONTROL_ID = sa.text("control_id IS NOT NULL")
 HAS_DEDUP_KEY = sa.text("dedup_key IS NOT NULL")
 
 
-def _where(clause: sa.TextClause) -> dict[str, sa.TextClause]:
+def _where(clause: sa.TextClause) -> dict[str, Any]:
     return {"sqlite_where": clause, "postgresql_where": clause}
 
 
