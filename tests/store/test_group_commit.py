@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
@@ -160,3 +162,21 @@ def test_store_errors_become_store_unavailable(sqlite_url: str, batch: int) -> N
     results = _run_while_first_is_held(GroupCommit(counting), counting, works)
     assert results[0] == 0
     assert all(isinstance(r, StoreUnavailable) for r in results[1:]), results
+
+
+def test_a_write_lock_held_elsewhere_is_store_unavailable(tmp_path: Path) -> None:
+    """An outside writer (an operator's sqlite3 shell) holding the lock: AR/503, not a fault."""
+    path = tmp_path / "locked.db"
+    db = _database(f"sqlite:///{path}")
+    raw = db.engine.raw_connection()  # the pool's only connection: make it give up quickly
+    raw.cursor().execute("PRAGMA busy_timeout=50")
+    raw.close()
+    outsider = sqlite3.connect(path, isolation_level=None)
+    outsider.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable):
+            db.write(_insert(1))  # type: ignore[arg-type]
+    finally:
+        outsider.execute("ROLLBACK")
+        outsider.close()
+    assert db.write(_insert(2)) == 2  # type: ignore[arg-type]
