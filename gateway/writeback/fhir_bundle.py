@@ -24,27 +24,35 @@ Naive ``occurred_at`` values are read as UK local time (Europe/London).
 Construction: plain dicts, validated once at the end (``validate``), chosen by measurement
 (bench/writeback.py, section 5 of bench/run.py: the realistic outcome of 3 assessments, 2
 contacts, 2 activities and a summary, a new referral and patient every call, pinned to one
-core of this shared 2-CPU machine, load average 0.7-2.5 during the runs). Outcomes per
-second, mean over the run (best 0.1 s window):
+core of this shared 2-CPU machine, load average 1.2-1.9 during the runs). Outcomes per
+second, mean over three 5 s runs (best 0.1 s window):
 
-- dicts + ``validate`` (shipped):                      478-594/s (776-944/s)
-- dicts + plain ``Bundle.model_validate``:              349-499/s (539-740/s)
-- fhir.resources model objects + ``model_dump_json``:   144-180/s (211-268/s)
-- ``build_transaction`` alone, no validation:       12,230-14,130/s
+- dicts + ``validate`` (shipped):                  4,307-4,873/s (6,938-7,364/s)
+- dicts + ``validate_full`` (fhir.resources only):    574-645/s (984-1,043/s)
+- dicts + plain ``Bundle.model_validate``:            455-532/s (800-822/s)
+- fhir.resources model objects + ``model_dump_json``: 166-194/s (264-293/s)
+- ``build_transaction`` alone, no validation:    12,861-15,365/s
 
-Model objects lose because serialising them (``model_dump_json``, about 4 ms for this Bundle)
+The shipped ``validate`` before this checker was today's ``validate_full``: 546-688/s in
+the same session (about 1,850 µs of CPU per outcome against about 275 µs now, of which
+about 80 µs is building). fhir.resources runs Python validators for every element (about
+50 per Bundle; a Task.output alone costs about 60 µs, as its value[x] choice has about 50
+fields), which was about 95 % of the time. ``validate`` first runs a checker compiled, on
+first use (about 0.1 s), from the fhir.resources models themselves (gateway.fhir.r4b_subset:
+their own primitive schemas, their required elements and choices, as one pydantic-core
+validator of typed dicts for ``SUBSET_RESOURCES`` and ``SUBSET_DATATYPES``); it accepts
+only what fhir.resources accepts (tests/writeback/test_fhir_subset.py compares the two on
+every fixture's outcomes and on mutated Bundles), and whatever it refuses goes to
+fhir.resources (``validate_full``), which decides and names the failing element. Model
+objects lose because serialising them (``model_dump_json``, about 4 ms for this Bundle)
 costs more than building and validating together; orjson on the dicts takes about 6 µs.
-Validation is about 95 % of the shipped path: fhir.resources runs Python validators for
-every element (a Task.output alone costs about 60 µs, as its value[x] choice has about 50
-fields). ``validate`` validates the elements that repeat (codes, the patient, the service)
-once and reuses them. The target of 1,000/s is not met on this machine: the best window
-comes within about 6 % of it, the mean reaches about half of it.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import uuid
 from datetime import datetime
@@ -53,11 +61,21 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import orjson
+from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.identifier import Identifier
+from fhir.resources.R4B.messageheader import MessageHeader
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
 
+from gateway.fhir.r4b_subset import SubsetChecker, compile_subset
 from gateway.outcome.record import INSTRUMENTS
 
 GATEWAY = "https://sp-gateway.example.org"
@@ -97,6 +115,10 @@ _REUSABLE: dict[str, dict[str, Any]] = {
 }
 _SEEN: dict[tuple[Any, bytes], Any] = {}
 _SEEN_MAX = 4096
+#: The element set of the Bundles built here: the resources, and the datatypes they use
+#: (their backbone elements, such as BundleEntry and TaskOutput, come with the resources).
+SUBSET_RESOURCES = (Task, Observation, Procedure, DocumentReference, MessageHeader)
+SUBSET_DATATYPES = (Identifier, Reference, CodeableConcept, Coding, Quantity, Attachment)
 
 
 class Measure(NamedTuple):
@@ -542,6 +564,8 @@ def _where(bundle: dict[str, Any], loc: tuple[int | str, ...]) -> str:
 
 def _reusing(bundle: dict[str, Any]) -> dict[str, Any]:
     """The Bundle with its repeating datatype elements swapped for already-validated models."""
+    if not isinstance(bundle["entry"], list):
+        raise TypeError("Bundle.entry is not a list")
     entries = []
     for entry in bundle["entry"]:
         resource = entry["resource"]
@@ -579,8 +603,27 @@ def _validated(model: Any, value: dict[str, Any]) -> Any:
     return found
 
 
+@functools.cache
+def checker() -> SubsetChecker:
+    """The checker compiled from fhir.resources for this module's element set (on first use)."""
+    return compile_subset(Bundle, SUBSET_RESOURCES, SUBSET_DATATYPES)
+
+
 def validate(bundle: dict[str, Any]) -> None:
     """Check the Bundle against FHIR R4 (fhir.resources R4B); ValueError names the element.
+
+    The checker compiled from the fhir.resources models (gateway.fhir.r4b_subset) accepts
+    only Bundles that fhir.resources accepts; whatever it refuses (an error, or an element
+    outside this module's element set) goes to fhir.resources (``validate_full``), which
+    decides and names the failing element.
+    """
+    if checker().accepts(bundle):
+        return
+    validate_full(bundle)
+
+
+def validate_full(bundle: dict[str, Any]) -> None:
+    """Validate with the fhir.resources models themselves; ValueError names the element.
 
     Datatype elements that repeat (codes, the patient, the service) are validated once and
     reused, which fhir.resources treats exactly as validating them in place: it validates
@@ -589,7 +632,7 @@ def validate(bundle: dict[str, Any]) -> None:
     """
     try:
         Bundle.model_validate(_reusing(bundle))
-    except (ValidationError, KeyError, TypeError, orjson.JSONEncodeError):
+    except (ValidationError, AttributeError, KeyError, TypeError, orjson.JSONEncodeError):
         pass
     else:
         return
@@ -599,4 +642,5 @@ def validate(bundle: dict[str, Any]) -> None:
         first = exc.errors()[0]
         where = _where(bundle, tuple(first["loc"]))
         raise ValueError(f"the Bundle is not valid FHIR R4: {where}: {first['msg']}") from None
-    raise ValueError("the Bundle is not valid FHIR R4")  # the fast path found what this did not
+    except Exception as exc:  # fhir_core's own slips (an int url, an unknown resourceType)
+        raise ValueError(f"the Bundle is not valid FHIR R4: {type(exc).__name__}: {exc}") from None
