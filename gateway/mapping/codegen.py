@@ -11,7 +11,7 @@ travels as a bound constant or as the ``repr`` of an identifier-like element nam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,11 +25,12 @@ from gateway.mapping.paths import (
     Term,
     _many,
     _message_root,
+    _resolve,
     _term_test,
 )
 from gateway.mapping.transforms import MapState
 
-#: The generated function: (message, env, state) -> record sections in rule order.
+#: The generated function: (message, env, state) -> record sections in schema order.
 Program = Callable[[dict[str, Any], Env, MapState], dict[str, Any]]
 _MISSING = object()
 
@@ -46,6 +47,9 @@ class _Emitter:
         self.assigned: set[str] = set()  # memo locals set somewhere earlier in the code
         self.defined: set[str] = set()  # memo locals surely set at this point
         self.functions: list[str] = []  # helper functions generated beside ``run``
+        self.nodes: dict[str, str] = {}  # context name -> local holding its dict (or None)
+        self.sections: dict[str, str] = {}  # record section -> local holding its dict
+        self.used: set[str] = set()  # env helpers the code uses, bound once per message
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.depth + line)
@@ -89,18 +93,36 @@ def _element_step(em: _Emitter, col: str, name: str) -> str:
     return out
 
 
+def _part_one_step(em: _Emitter, col: str, step: Any) -> str:
+    """HL7 v2 part 1 of one node inline (plain text is its own part 1); else the step."""
+    out, item, value = em.var("c"), em.var("i"), em.var("e")
+    em.emit(f"if len({col}) == 1:")
+    em.emit(f"    {item} = {col}[0]")
+    em.emit(f"    if type({item}) is str:")
+    em.emit(f"        {out} = [{item}]")
+    em.emit("    else:")
+    em.emit(f"        {value} = {item}.get('1') if type({item}) is dict else None")
+    em.emit(
+        f"        {out} = [] if {value} is None else "
+        f"({value} if type({value}) is list else [{value}])"
+    )
+    em.emit("else:")
+    em.emit(f"    {out} = {em.const(step, 's')}({col}, env)")
+    return out
+
+
 def _term_expr(em: _Emitter, term: Term, item: str) -> str:
     """A where() term as a Python expression over the local ``item``."""
     literal = term.literal
-    if any(name.isdigit() for name in term.names):
-        return f"{em.const(_term_test(term), 't')}({item}, env)"  # HL7 v2 numbered parts
+    if "1" in term.names and term.op == "exists":
+        return f"{em.const(_term_test(term), 't')}({item}, env)"  # HL7 v2 numbered part 1
     if term.op == "exists":
         return f"{_term_function(em, term)}({item})"
     if isinstance(literal, bool):
         # XML carries booleans as text: match both forms.
         forms = em.const((literal, "true" if literal else "false"), "l")
         found = f"{_term_function(em, term, forms)}({item})"
-    elif len(term.names) == 1:
+    elif len(term.names) == 1 and term.names[0] != "1":
         lit, value = em.const(literal, "l"), em.var("w")
         key = repr(term.names[0])
         found = (
@@ -117,7 +139,7 @@ def _term_function(em: _Emitter, term: Term, forms: str | None = None) -> str:
     (or, without ``forms``, is there any value at all)?
 
     The values are those the element steps would collect (lists flattened, None skipped);
-    the loops stop at the first match.
+    the loops stop at the first match. An HL7 v2 part 1 of plain text is the text itself.
     """
     name = em.var("_term")
     lines = [f"def {name}(x0):"]
@@ -125,7 +147,21 @@ def _term_function(em: _Emitter, term: Term, forms: str | None = None) -> str:
     for level, element in enumerate(term.names):
         pad = "    " * depth
         node, value = f"x{level}", f"v{level}"
-        lines += [f"{pad}if type({node}) is dict:", f"{pad}    {value} = {node}.get({element!r})"]
+        if element == "1":
+            lines += [
+                f"{pad}if type({node}) is str:",
+                f"{pad}    {value} = {node}",
+                f"{pad}elif type({node}) is dict:",
+                f"{pad}    {value} = {node}.get('1')",
+                f"{pad}else:",
+                f"{pad}    {value} = None",
+                f"{pad}if True:",
+            ]
+        else:
+            lines += [
+                f"{pad}if type({node}) is dict:",
+                f"{pad}    {value} = {node}.get({element!r})",
+            ]
         pad += "    "
         if level == len(term.names) - 1:
             if forms is None:
@@ -169,14 +205,52 @@ def _step(em: _Emitter, col: str, step: Any) -> str:
     numbered = getattr(step, "numbered", None)
     if numbered is not None and numbered != "1":
         return _element_step(em, col, numbered)
+    if numbered == "1":
+        return _part_one_step(em, col, step)
     cond = getattr(step, "condition", None)
     out = em.var("c")
+    if step is _resolve or hasattr(step, "of_type") or hasattr(step, "extension_url"):
+        _inline_step(em, col, step, out)
+        return out
     if cond is not None:
         item = em.var("i")
         em.emit(f"{out} = [{item} for {item} in {col} if {_where_expr(em, cond, item)}]")
         return out
     em.emit(f"{out} = {em.const(step, 's')}({col}, env)")
     return out
+
+
+def _inline_step(em: _Emitter, col: str, step: Any, out: str) -> None:
+    """resolve(), ofType() and extension() written out (as ``paths`` evaluates them)."""
+    item, value = em.var("i"), em.var("e")
+    em.emit(f"{out} = []")
+    with em.block(f"for {item} in {col}:"):
+        if step is _resolve:
+            em.used.add("resolve")
+            em.emit(f"{value} = {item}.get('reference') if isinstance({item}, dict) else None")
+            with em.block(f"if isinstance({value}, str):"):
+                em.emit(f"{value} = _resolve_ref({value}, {item})")
+                with em.block(f"if {value} is not None:"):
+                    em.emit(f"_touch(id({value}))")
+                    em.emit(f"{out}.append({value})")
+        elif hasattr(step, "of_type"):
+            em.used.add("touch")
+            rtype = em.const(step.of_type, "t")
+            test = f"isinstance({item}, dict) and {item}.get('resourceType') == {rtype}"
+            with em.block(f"if {test}:"):
+                em.emit(f"_touch(id({item}))")
+                em.emit(f"{out}.append({item})")
+        else:
+            url, each = em.const(step.extension_url, "u"), em.var("x")
+            with em.block(f"if isinstance({item}, dict):"):
+                em.emit(f"{value} = {item}.get('extension')")
+                with em.block(f"if {value} is not None:"):
+                    listed = f"({value} if isinstance({value}, list) else [{value}])"
+                    with (
+                        em.block(f"for {each} in {listed}:"),
+                        em.block(f"if {each}.get('url') == {url}:"),
+                    ):
+                        em.emit(f"{out}.append({each})")
 
 
 def _root(em: _Emitter, alt: Alternative, this: str) -> str:
@@ -194,12 +268,52 @@ def _root(em: _Emitter, alt: Alternative, this: str) -> str:
     return out
 
 
+def _element_name(step: Any) -> str | None:
+    """The element an element step reads (a v2 numbered step other than 1), else None."""
+    element = getattr(step, "element", None)
+    if element is not None:
+        return str(element)
+    numbered = getattr(step, "numbered", None)
+    return None if numbered is None or numbered == "1" else str(numbered)
+
+
+def _from_context(em: _Emitter, alt: Alternative) -> str | None:
+    """Code for an element of a context's node or of the message (one dict or none).
+
+    None when the path does not start so. On a dict, HL7 v2 part 1 is an element too.
+    """
+    step = alt.steps[0]
+    name = _element_name(step) or getattr(step, "numbered", None)
+    node = em.nodes.get(getattr(alt.root, "context", None) or "")
+    if name is None:
+        return None
+    if node is not None:
+        read = f"{node}.get({name!r}) if {node} is not None else None"
+    elif alt.root is _message_root:
+        read = f"root.get({name!r}) if type(root) is dict else None"
+    else:
+        return None
+    out, value = em.var("c"), em.var("e")
+    em.emit(f"{value} = {read}")
+    em.emit(f"{out} = [] if {value} is None else ({value} if type({value}) is list else [{value}])")
+    return out
+
+
+def _first_step(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
+    """Code applying step ``upto`` to the prefix before it."""
+    if upto == 0:
+        direct = _from_context(em, alt)
+        if direct is not None:
+            return direct
+    return _step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])
+
+
 def _prefix(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
     """The local holding ``alt`` evaluated through step ``upto`` (-1: the root)."""
     if upto < 0:
         return _root(em, alt, this)
     if not alt.memo:
-        return _step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])
+        return _first_step(em, alt, upto, this)
     key = alt.keys[upto]
     name = em.memo.get(key)
     if name is None:
@@ -208,9 +322,9 @@ def _prefix(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
         return name
     if name in em.assigned:
         with em.block(f"if {name} is None:"):
-            em.emit(f"{name} = {_step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])}")
+            em.emit(f"{name} = {_first_step(em, alt, upto, this)}")
     else:
-        em.emit(f"{name} = {_step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])}")
+        em.emit(f"{name} = {_first_step(em, alt, upto, this)}")
     em.assigned.add(name)
     em.defined.add(name)
     return name
@@ -266,17 +380,25 @@ def _holds(em: _Emitter, when: When, this: str) -> str:
 def _put(em: _Emitter, target: str, parts: tuple[str, ...], value: str) -> None:
     """Set a dotted target in the dict in local ``target`` (as the engine's _put did)."""
     node = target
+    if target == "record" and parts[0] in em.sections:
+        node, parts = em.sections[parts[0]], parts[1:]
     for part in parts[:-1]:
         node = f"{node}.setdefault({part!r}, {{}})"
     em.emit(f"{node}[{parts[-1]!r}] = {value}")
 
 
-def _apply_one(em: _Emitter, rule: Rule, value: str) -> None:
-    """Transform, then code map, one value in local ``value`` (None drops it)."""
+def _apply_one(em: _Emitter, rule: Rule, value: str, *, present: bool = False) -> None:
+    """Transform, then code map, one value in local ``value`` (None drops it).
+
+    ``present``: the value is known not to be None here.
+    """
     if rule.transform is not None:
         func = em.const(rule.transform.func, "x")
-        with em.block(f"if {value} is not None:"):
+        if present:
             em.emit(f"{value} = {func}({value}, state)")
+        else:
+            with em.block(f"if {value} is not None:"):
+                em.emit(f"{value} = {func}({value}, state)")
     if rule.codemap is not None:
         entries = em.const(rule.codemap.entries, "m")
         apply = em.const(rule.codemap.apply, "a")
@@ -296,14 +418,18 @@ def _simple_rule(em: _Emitter, rule: Rule, out: str) -> None:
     """A single-valued ``from`` rule: first value, transformed, code-mapped, defaulted."""
     assert rule.source is not None
     value = _first(em, rule.source, "None")
-    default = em.const(rule.default, "d")
-    if rule.transform is None and rule.codemap is None:
-        em.emit(f"{out} = {value} if {value} is not None else {default}")
-        return
-    with em.block(f"if {value} is not None:"):
-        em.emit(f"state.where = {em.const(rule.source.text, 'p')}")
-        _apply_one(em, rule, value)
-    em.emit(f"{out} = {value} if {value} is not None else {default}")
+    if rule.transform is not None or rule.codemap is not None:
+        with em.block(f"if {value} is not None:"):
+            em.emit(f"state.where = {em.const(rule.source.text, 'p')}")
+            _apply_one(em, rule, value, present=True)
+    em.emit(f"{out} = {_defaulted(em, rule, value)}")
+
+
+def _defaulted(em: _Emitter, rule: Rule, value: str) -> str:
+    """An expression: the value in local ``value``, or the rule's default when it is None."""
+    if rule.default is None:
+        return value
+    return f"{value} if {value} is not None else {em.const(rule.default, 'd')}"
 
 
 def _general_rule(em: _Emitter, rule: Rule, out: str, this: str) -> None:
@@ -325,7 +451,7 @@ def _rule_body(em: _Emitter, rule: Rule, out: str, this: str, default: str) -> N
     if rule.source is not None and not rule.many and rule.each is None:
         value = _first(em, rule.source, this)
         if transform is None and rule.codemap is None:
-            em.emit(f"{out} = {value} if {value} is not None else {default}")
+            em.emit(f"{out} = {_defaulted(em, rule, value)}")
             return
         if transform is not None and transform.collection:
             values = em.var("vs")
@@ -334,7 +460,7 @@ def _rule_body(em: _Emitter, rule: Rule, out: str, this: str, default: str) -> N
             em.emit(f"{out} = {values}[0] if {values} else {default}")
             return
         _apply_one(em, rule, value)
-        em.emit(f"{out} = {value} if {value} is not None else {default}")
+        em.emit(f"{out} = {_defaulted(em, rule, value)}")
         return
     values = em.var("vs")
     if rule.each is not None:
@@ -360,12 +486,20 @@ def _apply_all(em: _Emitter, rule: Rule, values: str) -> None:
             em.emit(f"{got} = {func}({values}, state)")
             em.emit(f"{values} = [] if {got} is None else [{got}]")
         else:
-            em.emit(
-                f"{values} = [y for y in ({func}(x, state) for x in {values}) if y is not None]"
-            )
+            _each_value(em, values, func)
     if rule.codemap is not None:
-        apply = em.const(rule.codemap.apply, "a")
-        em.emit(f"{values} = [y for y in ({apply}(x, state) for x in {values}) if y is not None]")
+        _each_value(em, values, em.const(rule.codemap.apply, "a"))
+
+
+def _each_value(em: _Emitter, values: str, func: str) -> None:
+    """Replace local ``values`` by a new list of ``func`` of each value, Nones dropped."""
+    done, item, got = em.var("vs"), em.var("x"), em.var("y")
+    em.emit(f"{done} = []")
+    with em.block(f"for {item} in {values}:"):
+        em.emit(f"{got} = {func}({item}, state)")
+        with em.block(f"if {got} is not None:"):
+            em.emit(f"{done}.append({got})")
+    em.emit(f"{values} = {done}")
 
 
 def _each(em: _Emitter, rule: Rule, values: str, this: str) -> None:
@@ -398,14 +532,51 @@ def _contexts(em: _Emitter, compiled: Compiled, required: Callable[[str, Env], N
         if context.required:
             with em.block(f"if not ctx[{context.name!r}]:"):
                 em.emit(f"{fail}({context.name!r}, env)")
+        # Element steps read the node directly (as they would: only a plain dict has elements).
+        node = em.var("n")
+        em.emit(f"{node} = {found} if type({found}) is dict else None")
+        em.nodes[context.name] = node
 
 
-def generate(compiled: Compiled, required: Callable[[str, Env], None]) -> Program:
-    """The generated function for ``compiled``; ``required`` raises for a missing context."""
+def _sections(em: _Emitter, compiled: Compiled, order: tuple[str, ...]) -> None:
+    """A local dict per record section that rules only fill below its top level.
+
+    A section is in the record when a rule put something in it, so when its dict is not
+    empty; other top-level targets go through the ``record`` dict, as before.
+    """
+    whole = {rule.target[0] for rule in compiled.rules if len(rule.target) == 1}
+    filled = {rule.target[0] for rule in compiled.rules}
+    for name in order:
+        if name in filled and name not in whole:
+            em.sections[name] = local = em.var("s")
+            em.emit(f"{local} = {{}}")
+
+
+def _assemble(em: _Emitter, order: tuple[str, ...]) -> None:
+    """Return the record's sections in ``order``, leaving out targets outside it."""
+    em.emit("out = {}")
+    for name in order:
+        local = em.sections.get(name)
+        if local is not None:
+            with em.block(f"if {local}:"):
+                em.emit(f"out[{name!r}] = {local}")
+        else:
+            with em.block(f"if {name!r} in record:"):
+                em.emit(f"out[{name!r}] = record[{name!r}]")
+    em.emit("return out")
+
+
+def generate(
+    compiled: Compiled, required: Callable[[str, Env], None], order: tuple[str, ...]
+) -> Program:
+    """The generated function for ``compiled``; ``required`` raises for a missing context.
+
+    The record it returns has only the top-level sections in ``order``, in that order.
+    """
     em = _Emitter()
-    body_start = len(em.lines)
     _contexts(em, compiled, required)
     em.emit("record = {}")
+    _sections(em, compiled, order)
     for rule in compiled.rules:
         value = em.var("v")
         general = rule.each is not None or rule.many or rule.when is not None
@@ -416,15 +587,41 @@ def generate(compiled: Compiled, required: Callable[[str, Env], None]) -> Progra
             _simple_rule(em, rule, value)
         with em.block(f"if {value} is not None:"):
             _put(em, "record", rule.target, value)
-    em.emit("return record")
-    head = ["def run(root, env, state):"]
+    _assemble(em, order)
+    program: Program = _function(em, "root, env, state", f"<mapping {compiled.source}>")
+    return program
+
+
+def _function(em: _Emitter, signature: str, filename: str) -> Callable[..., Any]:
+    """Compile the emitted lines as ``run(signature)``, its helpers beside it."""
+    head = [f"def run({signature}):"]
+    if em.used:
+        head.append("    _touch = env.touched.add")
+    if "resolve" in em.used:
+        head.append("    _resolve_ref = env.index.resolve")
     if em.memo:
         head.append("    " + " = ".join(em.memo.values()) + " = None")
-    source = "\n\n".join([*em.functions, "\n".join(head + em.lines[body_start:])])
-    exec(compile(source, f"<mapping {compiled.source}>", "exec"), em.names)
-    program: Program = em.names["run"]
-    program.source = source  # type: ignore[attr-defined]
-    return program
+    source = "\n\n".join([*em.functions, "\n".join(head + em.lines)])
+    exec(compile(source, filename, "exec"), em.names)
+    run: Callable[..., Any] = em.names["run"]
+    run.source = source  # type: ignore[attr-defined]
+    return run
+
+
+def path_function(path: CompiledPath, contexts: Iterable[str]) -> Callable[..., Any]:
+    """``run(root, env, this)``: what the generated code selects for ``path`` (for tests).
+
+    ``contexts`` are read from ``env.contexts``, as the mapping function leaves them.
+    """
+    em = _Emitter()
+    em.emit("ctx = env.contexts")
+    for name in contexts:
+        node, col = em.var("n"), em.var("r")
+        em.emit(f"{col} = ctx.get({name!r}) or [None]")
+        em.emit(f"{node} = {col}[0] if type({col}[0]) is dict else None")
+        em.nodes[name] = node
+    em.emit(f"return {_collection(em, path, 'this')}")
+    return _function(em, "root, env, this", f"<path {path.text}>")
 
 
 def missing_context(name: str, where: str) -> RequiredMissing:

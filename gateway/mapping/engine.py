@@ -29,7 +29,7 @@ class Mapping:
         self.accepts = compiled.accepts
         self._targets = {".".join(r.target): r for r in compiled.rules}
         self._contexts = {c.name: c for c in compiled.contexts}
-        self._program = generate(compiled, self._missing)
+        self._program = generate(compiled, self._missing, _SECTIONS)
         # Per context: the keys of its resource never reported, as written in the JSON
         # (an element ``x`` and its primitive extension ``_x``).
         self._silent = {name: _keys_of(consumed) for name, consumed in compiled.consumed.items()}
@@ -42,8 +42,7 @@ class Mapping:
         """The validated record for ``message`` (received_at left unset), or a domain error."""
         env = Env(root=message, index=ResourceIndex(message))
         state = MapState(self.compiled.timezone, describe=lambda t: self._describe(t, env))
-        record = self._program(message, env, state)
-        record = {key: record[key] for key in _SECTIONS if key in record}
+        record = self._program(message, env, state)  # sections in _SECTIONS order
         provenance = record.setdefault("provenance", {})
         provenance["source_system"] = self.source
         provenance["mapping_version"] = self.version

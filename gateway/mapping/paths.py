@@ -587,6 +587,7 @@ def _of_type(rtype: str) -> Step:
         env.touched.update(id(i) for i in out)
         return out
 
+    step.of_type = rtype  # type: ignore[attr-defined]
     return step
 
 
@@ -598,10 +599,12 @@ def _extension(url: str) -> Step:
                 out.extend(e for e in _as_list(item.get("extension")) if e.get("url") == url)
         return out
 
+    step.extension_url = url  # type: ignore[attr-defined]
     return step
 
 
 def _resolve(col: Collection, env: Env) -> Collection:
+    """The resources the References in ``col`` point at (generated code inlines this)."""
     out: Collection = []
     for item in col:
         ref = item.get("reference") if isinstance(item, dict) else None

@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from gateway.errors import InvalidContent
 from gateway.mapping.transforms import MapState, transform
 
 #: HL7 table 0396 coding system names to FHIR code system URLs.
@@ -60,12 +61,19 @@ def v2_datetime(value: Any, state: MapState) -> str | None:
     year, month, day, hour, minute, second, offset = match.groups()
     if hour is None:
         return "-".join(p for p in (year, month, day) if p)
-    moment = datetime(
-        int(year), int(month or 1), int(day or 1), int(hour), int(minute or 0), int(second or 0)
-    )
-    if offset:
-        stamp = f"{moment.isoformat()}{offset[:3]}:{offset[3:]}"
-        return datetime.fromisoformat(stamp).isoformat()
+    try:
+        moment = datetime(
+            int(year), int(month or 1), int(day or 1), int(hour), int(minute or 0), int(second or 0)
+        )
+        if offset:
+            stamp = f"{moment.isoformat()}{offset[:3]}:{offset[3:]}"
+            return datetime.fromisoformat(stamp).isoformat()
+    except ValueError:
+        # The digits have the right shape but name no moment (month 13, hour 25, +2500).
+        raise InvalidContent(
+            "value is not a valid HL7 date-time (a part is out of range)",
+            expression=state.location,
+        ) from None
     return moment.replace(tzinfo=state.timezone).isoformat()
 
 

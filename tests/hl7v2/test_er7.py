@@ -524,3 +524,18 @@ def test_hl7apy_escaping_our_text_gives_back_the_sent_text(path: Path) -> None:
             assert _at(mine, where) == as_sent, where
     if "escape" in path.name:
         assert checked >= 2
+
+
+def test_a_damaged_hospital_a_date_is_refused_naming_the_field_not_a_fault() -> None:
+    from gateway.errors import GatewayError
+    from gateway.hl7v2.intake import translate_v2
+    from gateway.mapping.engine import load_mappings
+
+    root = Path(__file__).resolve().parents[2]
+    raw = (root / "fixtures" / "hospital-a" / "01-discharge.hl7").read_bytes()
+    damaged = raw.replace(b"|20260714153000", b"|20261314153000")
+    assert damaged != raw
+    with pytest.raises(GatewayError) as info:
+        translate_v2(load_mappings(root / "mappings"), "hospital-a", damaged)
+    assert info.value.status == 422 and info.value.issue_code == "invalid"
+    assert info.value.expression == "PV1.45"

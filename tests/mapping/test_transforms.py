@@ -284,3 +284,21 @@ def test_small_text_transforms() -> None:
     assert plain_text(0, st) == "0"
     assert lower("URGENT", st) == "urgent"
     assert st.diagnostics == []
+
+
+@pytest.mark.parametrize(
+    "stamp", ["20261314153000", "20260732153000", "20260714253000", "20260714153000+2500"]
+)
+def test_v2_datetime_out_of_range_is_a_domain_error_naming_the_field(stamp: str) -> None:
+    from gateway.mapping.transforms_v2 import v2_datetime
+
+    with pytest.raises(InvalidContent, match="not a valid HL7 date-time") as info:
+        v2_datetime(stamp, state("PV1.45"))
+    assert info.value.expression == "PV1.45"
+
+
+def test_v2_datetime_in_range_still_converts() -> None:
+    from gateway.mapping.transforms_v2 import v2_datetime
+
+    assert v2_datetime("20260714153000", state()) == "2026-07-14T15:30:00+01:00"
+    assert v2_datetime("20260714153000+0000", state()) == "2026-07-14T15:30:00+00:00"
