@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,3 +108,14 @@ def stored_messages(gw: Gateway) -> list[Message]:
     """Every row of the messages table, oldest first."""
     with gw.app.extensions["gateway.db"].transaction() as session:
         return list(session.scalars(select(Message).order_by(Message.id)))
+
+
+def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every (path, value) in a JSON document, containers included, parents first."""
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, (*path, index))

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from support import FIXTURES
+from support import FIXTURES, walk
 
 from gateway import nhs_number
 from gateway.config import ROOT
@@ -77,17 +77,6 @@ def record(fixture: Fixture) -> dict[str, Any]:
     path = fixture.expected()
     assert path is not None and path.name.endswith(".record.json")
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
-def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    """Every (path, value) in a JSON document, containers included, parents first."""
-    yield path, node
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from walk(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from walk(value, (*path, index))
 
 
 def test_every_source_has_fixtures_and_every_fixture_a_golden_file() -> None:

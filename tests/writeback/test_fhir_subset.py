@@ -21,7 +21,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.observation import Observation
 from pydantic import model_validator
-from support import FIXTURES
+from support import FIXTURES, walk
 
 from gateway.fhir.r4b_subset import compile_subset
 from gateway.outcome.states import STATES
@@ -158,17 +158,6 @@ def validate_accepts(bundle: Any) -> bool:
         assert str(exc).startswith("the Bundle is not valid FHIR R4")
         return False
     return True
-
-
-def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    """Every element of a JSON value with its path, the root first."""
-    yield path, node
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from walk(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from walk(value, (*path, i))
 
 
 def changed(bundle: dict[str, Any], path: tuple[Any, ...], how: str, value: Any = None) -> Any:
