@@ -163,7 +163,8 @@ class Database:
 
     def write(self, work: Work[T]) -> T:
         """Run ``work(conn)`` in a write transaction shared with this process's concurrent
-        writers (group commit); returns once committed. ``work`` may run inside a savepoint."""
+        writers (group commit); returns once committed. ``work`` may run inside a savepoint,
+        and must use ``conn`` only: calling ``write`` again from inside it would wait forever."""
         return self._group.run(work)
 
     def _start_checkpoints(self) -> None:
