@@ -9,12 +9,18 @@ of the batch commits. If the commit itself fails, every write in the batch gets 
 and none of them is acknowledged. When the leader is done and more writes are waiting, it
 hands the lead to the oldest of them, so no thread serves others for longer than one batch.
 
-With one writer at a time this costs nothing: the leader runs its own write at once.
+With one writer at a time this costs nothing: the leader runs its own write at once. When
+several have been writing together (the largest of the last few batches), the leader waits up
+to ``GATHER_SECONDS`` for as many to have queued before it begins: senders that wait for each
+answer (MLLP, HTTP) otherwise fall into batches of one or two, each paying a commit. Over MLLP
+with 4 connections this took the listener from about 850-900 to 1,000-1,200 messages/s and its
+CPU per message from about 1.05 to 0.8 ms (bench section 7).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
@@ -29,6 +35,10 @@ Transaction = Callable[[], AbstractContextManager[Connection]]
 
 #: The most writes one transaction takes; more wait for the next batch.
 MAX_BATCH = 64
+#: How long a leader waits for writers it expects (see the module docstring).
+GATHER_SECONDS = 0.001
+#: How many recent batches set the number of writers a leader expects.
+_RECENT = 16
 
 
 class _Write(Generic[T]):
@@ -59,12 +69,15 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Write[object]] = []
         self._leading = False
+        self._arrived = threading.Condition(self._lock)
+        self._recent: deque[int] = deque([1], maxlen=_RECENT)
 
     def run(self, work: Work[T]) -> T:
         """Run ``work(conn)`` in a write transaction; return once that transaction committed."""
         write: _Write[T] = _Write(work)
         with self._lock:
             self._queue.append(write)  # type: ignore[arg-type]
+            self._arrived.notify()
             lead = not self._leading
             self._leading = True
         if not lead:
@@ -74,7 +87,9 @@ class GroupCommit:
         # This thread leads: run batches until its own write is settled, then pass the lead.
         while not write.settled:
             with self._lock:
+                self._gather(min(max(self._recent), MAX_BATCH))
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._recent.append(len(batch))
             self._commit(batch)
         with self._lock:
             if self._queue:
@@ -82,6 +97,11 @@ class GroupCommit:
             else:
                 self._leading = False
         return write.outcome()
+
+    def _gather(self, expected: int) -> None:
+        """Wait (holding the lock's condition) up to GATHER_SECONDS for ``expected`` writes."""
+        if len(self._queue) < expected:
+            self._arrived.wait_for(lambda: len(self._queue) >= expected, GATHER_SECONDS)
 
     def _commit(self, batch: list[_Write[object]]) -> None:
         """Run ``batch`` in one transaction and settle every write in it."""

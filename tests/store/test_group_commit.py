@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gateway.errors import StoreUnavailable
+from gateway.store import group_commit
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.migrate import upgrade
@@ -180,3 +182,37 @@ def test_a_write_lock_held_elsewhere_is_store_unavailable(tmp_path: Path) -> Non
         outsider.execute("ROLLBACK")
         outsider.close()
     assert db.write(_insert(2)) == 2  # type: ignore[arg-type]
+
+
+def test_a_leader_gathers_as_many_writers_as_recently_wrote_together(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Senders that wait for each answer arrive a little apart; they still share a commit."""
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 0.5)  # generous, for a loaded machine
+    db = _database(sqlite_url)
+    counting = Counting(db)
+    group = GroupCommit(counting)
+    # A first write alone, then three that queue behind it: the group has seen three together.
+    _run_while_first_is_held(group, counting, [_insert(n) for n in range(4)])
+    assert counting.count == 2
+    results: list[object] = []
+    threads = []
+    for n in (10, 11, 12):
+        thread = threading.Thread(target=lambda n=n: results.append(group.run(_insert(n))))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # each arrives after the one before has begun to lead
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == [10, 11, 12]  # type: ignore[type-var]
+    assert counting.count == 3  # one more transaction for all three
+
+
+def test_a_lone_writer_does_not_wait(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 0.5)
+    db = _database(sqlite_url)
+    group = GroupCommit(db.writing)
+    started = time.monotonic()
+    for n in range(3):
+        assert group.run(_insert(n)) == n  # type: ignore[arg-type]
+    assert time.monotonic() - started < 0.4
