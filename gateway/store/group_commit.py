@@ -13,8 +13,8 @@ With one writer at a time this costs nothing: the leader runs its own write at o
 several have been writing together (the largest of the last few batches), the leader waits up
 to ``GATHER_SECONDS`` for as many to have queued before it begins: senders that wait for each
 answer (MLLP, HTTP) otherwise fall into batches of one or two, each paying a commit. Over MLLP
-with 4 connections this took the listener from about 850-900 to 1,000-1,200 messages/s and its
-CPU per message from about 1.05 to 0.8 ms (bench section 7).
+with 4 connections this took the listener from 850-960 to 1,070-1,460 messages/s, and its CPU
+per message from about 1.05 to 0.65-0.88 ms (bench section 7, 2026-11-22).
 """
 
 from __future__ import annotations
