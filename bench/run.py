@@ -11,10 +11,14 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +70,37 @@ WARM_UP_PER_CONNECTION = 5
 _ACCESS_2XX = re.compile(r'"POST /fhir/\$process-message HTTP/1\.[01]" 2\d\d ')
 
 Starter = Callable[[Path, Path, Settings], Server]
+
+
+class ConnectionSplit:
+    """How the load's connections fall between the server's worker processes, read with
+    ``ss -tnp`` once the load has run for a moment (empty when ``ss`` is missing).
+
+    With a few long-lived keep-alive connections the split is luck (gunicorn's gthread
+    workers poll one listening socket), and it decides whether one core or two serve.
+    """
+
+    def __init__(self, port: int, after_seconds: float) -> None:
+        self.counts: list[int] = []
+        self._thread = threading.Thread(target=self._read, args=(port, after_seconds))
+        self._thread.start()
+
+    def _read(self, port: int, after_seconds: float) -> None:
+        time.sleep(after_seconds)
+        ss = shutil.which("ss")
+        if ss is None:
+            return
+        argv = [ss, "-tnp", "state", "established", f"( sport = :{port} )"]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return
+        per_pid = Counter(re.findall(r"pid=(\d+)", out))
+        self.counts = sorted(per_pid.values(), reverse=True)
+
+    def join(self) -> None:
+        """Wait for the reading (it ends a moment into the load)."""
+        self._thread.join(30)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,16 +177,19 @@ class Bench:
             warm_up(server, self.template, self.tag(), self.key, WARM_UP_PER_CONNECTION)
             before = count_rows(db)
             tag = self.tag()
+            split = ConnectionSplit(server.port, after_seconds=min(2.0, self.duration / 2))
             if self.loadgen == "wrk":
                 result = run_wrk(server, self.template_path, tag, self.key, self.duration)
             else:
                 result = run_python(
                     server, self.template, tag, self.key, self.duration, CONNECTIONS
                 )
+            split.join()
         finally:
             server.stop()  # graceful: in-flight requests finish before the count
         after = count_rows(db)
         out: dict[str, Any] = {"kind": kind, "settings": str(settings), **result.as_dict()}
+        out["split"] = split.counts
         out["stored"] = after - before
         if kind == "gateway":
             with server.log_path.open("rb") as log:
@@ -334,14 +372,15 @@ def print_http(data: dict[str, Any]) -> None:
     print(f"   load: {data['loadgen_note']}; {data['duration_s']:g} s per run, alternating")
     print(
         f"   {'round':>5} {'server':<9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-        f" {'2xx':>6} {'non2xx':>6} {'stored':>6} {'inflight':>8}  no lost referral"
+        f" {'2xx':>6} {'non2xx':>6} {'stored':>6} {'inflight':>8} {'split':>7}  no lost referral"
     )
     for r in data["runs"]:
         check = "ok" if r["verify"]["ok"] else "FAIL " + "; ".join(r["verify"]["problems"])
         print(
             f"   {r['round']:>5} {r['kind']:<9} {r['per_second']:>8.1f} {r['p50_ms']:>7.2f}"
             f" {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {r['ok']:>6} {r['non2xx']:>6}"
-            f" {r['stored']:>6} {r['verify']['in_flight']:>8}  {check}"
+            f" {r['stored']:>6} {r['verify']['in_flight']:>8}"
+            f" {'/'.join(map(str, r.get('split') or [])) or '-':>7}  {check}"
         )
     med = data["median"]
     print("\n   Medians:")
