@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -26,7 +25,17 @@ from typing import IO, Any
 
 import orjson
 from inprocess import measure, pinned
-from servers import BENCH, GATEWAY, HOST, count_rows, free_port, gateway_env, remove_database
+from servers import (
+    BENCH,
+    GATEWAY,
+    HOST,
+    count_rows,
+    free_port,
+    gateway_env,
+    log_tail,
+    remove_database,
+    stop_process,
+)
 from v2_payload import V2_SOURCE, fill, message_template
 
 from gateway.hl7v2.ack import build_ack
@@ -64,20 +73,10 @@ class Listener:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, wait for a graceful exit (kill after ``timeout``); the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.log_file is not None:
-            self.log_file.close()
-        return self.process.returncode
+        return stop_process(self.process, self.log_file, timeout)
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 def intake_alone(workdir: Path, seconds: float, part_seconds: float) -> dict[str, Any]:

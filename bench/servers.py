@@ -52,19 +52,32 @@ class Server:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful stop (SIGTERM to the gunicorn master started here), then wait."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.log_file is not None:
-            self.log_file.close()
+        stop_process(self.process, self.log_file, timeout)
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], log_file: IO[bytes] | None, timeout: float = 30.0
+) -> int | None:
+    """SIGTERM, wait for a graceful exit (kill after ``timeout``), close the log; the status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if log_file is not None:
+        log_file.close()
+    return process.returncode
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a server's log."""
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
 
 
 def free_port() -> int:

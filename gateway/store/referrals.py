@@ -71,7 +71,7 @@ def store_referral(
     identical requests at the same moment make one record: the unique constraints on
     (source, referral identifier) and (referral, version) stop the second, which is retried
     and then finds the first. Concurrent writers of one process share a transaction and its
-    fsync (``Database.write``); rows are written with Core statements built once.
+    fsync (``Database.write``); the look-ups and rows go through the driver cursor (``Direct``).
     """
     identifier = str(record["referral"]["identifier"])
     status = record_status(record)
@@ -96,8 +96,9 @@ def store_referral(
             on_stored(conn, _envelope_of(stored, message.source, rows[1]))
         return stored
 
-    # A unique constraint can still stop a write (another process's writer on PostgreSQL, in
-    # between); the retry then finds what that writer stored.
+    # The write lock (SQLite) or the feed lock (PostgreSQL) is held from the look to the write,
+    # so a conflict should not happen; if a unique constraint still stops one, the retry finds
+    # what the other writer stored.
     for _ in range(_RETRIES):
         try:
             return db.write(work)
