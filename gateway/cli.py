@@ -62,6 +62,7 @@ def serve(host: str | None, port: int | None, workers: int | None, no_migrate: b
         port or config["PORT"],
         workers or config["WORKERS"],
         config["THREADS"],
+        config["KEEPALIVE_REQUESTS"],
     )
 
 

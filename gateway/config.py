@@ -21,7 +21,12 @@ DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",
     "PORT": 8080,
     "WORKERS": 2,
-    "THREADS": 4,
+    # 8 threads: a worker can serve every connection it holds at once, and its concurrent
+    # writers share commits (bench/README.md, "Workers and threads").
+    "THREADS": 8,
+    # Requests served on one keep-alive connection before the answer says "Connection: close"
+    # (0: no limit). Reconnecting lets the kernel hand the client to the idler worker.
+    "KEEPALIVE_REQUESTS": 100,
     "LOG_LEVEL": "INFO",
     # Outbound deliveries (webhooks, write-back, pulls): a YAML file; empty means none.
     "DESTINATIONS": "",
@@ -37,6 +42,7 @@ _INTS = {
     "PORT",
     "WORKERS",
     "THREADS",
+    "KEEPALIVE_REQUESTS",
     "MLLP_IDLE_TIMEOUT",
     "MLLP_MAX_CONNECTIONS",
     "OUTBOX_IN_SERVE",
