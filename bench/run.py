@@ -44,21 +44,24 @@ from servers import (
     start_gateway,
 )
 
+from gateway.config import load_config
 from gateway.mapping.engine import load_mappings
 from gateway.referral import translate_message
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# The gateway's shipped defaults (GATEWAY_WORKERS=2, GATEWAY_THREADS=4): the benchmark measures
-# what ships, and runs the baseline with the same settings. `--sweep` on the quiet 2-core
-# machine (6 s each, 2026-11-22): gateway 367-568 req/s across 1x8 ... 4x2, none clearly best
-# within noise; 2x4 gave 501 (sweep) and 518 (2 rounds). Threads matter to the gateway because
-# concurrent writers of one process share a commit (gateway/store/group_commit.py).
-DEFAULT_SETTINGS = Settings(workers=2, threads=4)
+# The gateway's shipped defaults (GATEWAY_WORKERS=2, GATEWAY_THREADS=8): the benchmark measures
+# what ships, and runs the baseline with the same settings. With the keep-alive cap in place,
+# 3-round runs on the 2-core machine (2026-11-22) gave the gateway 728 and 870 req/s at 2x8
+# (p99 24 and 22 ms) against 698-762 at 3x2 and 593-693 at 4x2 (p99 27-31 ms); see
+# bench/README.md. Threads matter to the gateway because concurrent writers of one process
+# share a commit (gateway/store/group_commit.py).
+DEFAULT_SETTINGS = Settings(workers=2, threads=8)
 SWEEP = (
     Settings(1, 8),
     Settings(2, 1),
     Settings(2, 2),
     Settings(2, 4),
+    Settings(2, 8),
     Settings(3, 1),
     Settings(3, 2),
     Settings(4, 1),
@@ -74,33 +77,40 @@ Starter = Callable[[Path, Path, Settings], Server]
 
 class ConnectionSplit:
     """How the load's connections fall between the server's worker processes, read with
-    ``ss -tnp`` once the load has run for a moment (empty when ``ss`` is missing).
+    ``ss -tnp`` at a few moments of the load (empty when ``ss`` is missing).
 
     With a few long-lived keep-alive connections the split is luck (gunicorn's gthread
-    workers poll one listening socket), and it decides whether one core or two serve.
+    workers poll one listening socket), and it decides whether one core or two serve. The
+    gateway closes a connection every GATEWAY_KEEPALIVE_REQUESTS requests, so its split
+    changes as the load runs; the baseline keeps gunicorn's default (no limit).
     """
 
-    def __init__(self, port: int, after_seconds: float) -> None:
-        self.counts: list[int] = []
-        self._thread = threading.Thread(target=self._read, args=(port, after_seconds))
+    def __init__(self, port: int, moments: tuple[float, ...]) -> None:
+        self.counts: list[list[int]] = []
+        self._thread = threading.Thread(target=self._read, args=(port, moments))
         self._thread.start()
 
-    def _read(self, port: int, after_seconds: float) -> None:
-        time.sleep(after_seconds)
+    def _read(self, port: int, moments: tuple[float, ...]) -> None:
         ss = shutil.which("ss")
         if ss is None:
             return
-        argv = [ss, "-tnp", "state", "established", f"( sport = :{port} )"]
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            return
-        per_pid = Counter(re.findall(r"pid=(\d+)", out))
-        self.counts = sorted(per_pid.values(), reverse=True)
+        start = time.monotonic()
+        for moment in moments:
+            time.sleep(max(0.0, start + moment - time.monotonic()))
+            argv = [ss, "-tnp", "state", "established", f"( sport = :{port} )"]
+            try:
+                out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+            except (OSError, subprocess.SubprocessError):
+                return
+            per_pid = Counter(re.findall(r"pid=(\d+)", out))
+            self.counts.append(sorted(per_pid.values(), reverse=True))
 
     def join(self) -> None:
-        """Wait for the reading (it ends a moment into the load)."""
+        """Wait for the readings (the last is taken before the load ends)."""
         self._thread.join(30)
+
+    def __str__(self) -> str:
+        return " ".join("/".join(map(str, c)) or "0" for c in self.counts) or "-"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -177,7 +187,8 @@ class Bench:
             warm_up(server, self.template, self.tag(), self.key, WARM_UP_PER_CONNECTION)
             before = count_rows(db)
             tag = self.tag()
-            split = ConnectionSplit(server.port, after_seconds=min(2.0, self.duration / 2))
+            moments = tuple(self.duration * share for share in (0.2, 0.5, 0.8))
+            split = ConnectionSplit(server.port, moments)
             if self.loadgen == "wrk":
                 result = run_wrk(server, self.template_path, tag, self.key, self.duration)
             else:
@@ -190,6 +201,7 @@ class Bench:
         after = count_rows(db)
         out: dict[str, Any] = {"kind": kind, "settings": str(settings), **result.as_dict()}
         out["split"] = split.counts
+        out["split_text"] = str(split)
         out["stored"] = after - before
         if kind == "gateway":
             with server.log_path.open("rb") as log:
@@ -280,6 +292,7 @@ def http_section(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "loadgen": tool,
         "loadgen_note": note,
         "settings": {"workers": settings.workers, "threads": settings.threads},
+        "keepalive_requests": load_config()["KEEPALIVE_REQUESTS"],
         "duration_s": args.duration,
         "connections": CONNECTIONS,
         "runs": runs,
@@ -370,9 +383,17 @@ def print_http(data: dict[str, Any]) -> None:
         f"{s['workers']} workers x {s['threads']} threads"
     )
     print(f"   load: {data['loadgen_note']}; {data['duration_s']:g} s per run, alternating")
+    cap = data["keepalive_requests"]
+    print(
+        f"   keep-alive: the gateway closes a connection every {cap} requests"
+        if cap
+        else "   keep-alive: no limit for the gateway (GATEWAY_KEEPALIVE_REQUESTS=0)"
+    )
+    print("   (GATEWAY_KEEPALIVE_REQUESTS); the baseline keeps gunicorn's default, no limit")
+    print("   split: connections per worker at 20, 50 and 80 % of the run")
     print(
         f"   {'round':>5} {'server':<9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-        f" {'2xx':>6} {'non2xx':>6} {'stored':>6} {'inflight':>8} {'split':>7}  no lost referral"
+        f" {'2xx':>6} {'non2xx':>6} {'stored':>6} {'inflight':>8} {'split':>11}  no lost referral"
     )
     for r in data["runs"]:
         check = "ok" if r["verify"]["ok"] else "FAIL " + "; ".join(r["verify"]["problems"])
@@ -380,7 +401,7 @@ def print_http(data: dict[str, Any]) -> None:
             f"   {r['round']:>5} {r['kind']:<9} {r['per_second']:>8.1f} {r['p50_ms']:>7.2f}"
             f" {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {r['ok']:>6} {r['non2xx']:>6}"
             f" {r['stored']:>6} {r['verify']['in_flight']:>8}"
-            f" {'/'.join(map(str, r.get('split') or [])) or '-':>7}  {check}"
+            f" {r.get('split_text', '-'):>11}  {check}"
         )
     med = data["median"]
     print("\n   Medians:")
