@@ -22,10 +22,10 @@ DEFAULTS: dict[str, Any] = {
     "PORT": 8080,
     "WORKERS": 2,
     # 8 threads: a worker can serve every connection it holds at once, and its concurrent
-    # writers share commits (bench/README.md, "Workers and threads").
+    # writers share commits (bench/README.md, "Keep-alive cap, workers and threads").
     "THREADS": 8,
     # Requests served on one keep-alive connection before the answer says "Connection: close"
-    # (0: no limit). Reconnecting lets the kernel hand the client to the idler worker.
+    # (0: no limit). The client's new connection usually goes to the less busy worker.
     "KEEPALIVE_REQUESTS": 100,
     "LOG_LEVEL": "INFO",
     # Outbound deliveries (webhooks, write-back, pulls): a YAML file; empty means none.

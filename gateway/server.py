@@ -56,7 +56,7 @@ def keepalive_cap(limit: int) -> Callable[[Any, Any], None]:
     return cap
 
 
-def run(host: str, port: int, workers: int, threads: int, keepalive_requests: int = 0) -> None:
+def run(host: str, port: int, workers: int, threads: int, keepalive_requests: int) -> None:
     """Serve on host:port with ``workers`` processes of ``threads`` threads each, closing a
     keep-alive connection after ``keepalive_requests`` requests (0: never)."""
     _Gunicorn(
