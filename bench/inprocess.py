@@ -116,6 +116,30 @@ def measure(funcs: dict[str, Callable[[], object]], seconds: float) -> list[Timi
     return [Timing(name, calls[name], spent[name], best[name]) for name in funcs]
 
 
+def print_breakdown(
+    rows: list[dict[str, Any]],
+    width: int,
+    decimals: int = 1,
+    heading: str = "step",
+    mean: str = "mean",
+    rest: str | None = None,
+) -> None:
+    """Print steps timed in turn with the whole (``rows[0]``): each step's share, the
+    remainder by difference when ``rest`` labels it, then the whole."""
+    whole, *parts = rows
+    num = f">8.{decimals}f"
+    print(f"     {heading:<{width}} {mean:>8} {'best':>8} {'share':>6}")
+    for part in parts:
+        print(
+            f"     {part['name']:<{width}} {part['mean_us']:{num}} {part['best_window_us']:{num}}"
+            f" {part['mean_us'] / whole['mean_us']:>6.0%}"
+        )
+    if rest is not None:
+        left = whole["mean_us"] - sum(p["mean_us"] for p in parts)
+        print(f"     {rest:<{width}} {left:{num}} {'':>8} {left / whole['mean_us']:>6.0%}")
+    print(f"     {whole['name']:<{width}} {whole['mean_us']:{num}} {whole['best_window_us']:{num}}")
+
+
 def fixture_body(source: str) -> bytes:
     return (FIXTURES / source / "01-new-referral.json").read_bytes()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from inprocess import measure, pinned
+from inprocess import measure, pinned, print_breakdown
 from servers import (
     BENCH,
     GATEWAY,
@@ -347,19 +347,14 @@ def report_alone(alone: dict[str, Any]) -> None:
         f"     {alone['per_second']:,.0f} messages/s on one thread: {alone['wall_ms']:.2f} ms"
         f" wall, {alone['cpu_ms']:.2f} ms CPU per message (the rest is waiting for fsync)"
     )
-    whole, *parts = alone["parts"]
-    print(
-        f"     {'step (timed in turn with the whole)':<44} {'mean µs':>8} {'best':>8} {'share':>6}"
+    print_breakdown(
+        alone["parts"],
+        44,
+        decimals=0,
+        heading="step (timed in turn with the whole)",
+        mean="mean µs",
+        rest="store_referral + rest (by difference)",
     )
-    for part in parts:
-        print(
-            f"     {part['name']:<44} {part['mean_us']:>8.0f} {part['best_window_us']:>8.0f}"
-            f" {part['mean_us'] / whole['mean_us']:>6.0%}"
-        )
-    rest = whole["mean_us"] - sum(p["mean_us"] for p in parts)
-    label = "store_referral + rest (by difference)"
-    print(f"     {label:<44} {rest:>8.0f} {'':>8} {rest / whole['mean_us']:>6.0%}")
-    print(f"     {whole['name']:<44} {whole['mean_us']:>8.0f} {whole['best_window_us']:>8.0f}")
 
 
 def report(data: dict[str, Any]) -> None:

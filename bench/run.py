@@ -109,8 +109,10 @@ class ConnectionSplit:
         """Wait for the readings (the last is taken before the load ends)."""
         self._thread.join(30)
 
-    def __str__(self) -> str:
-        return " ".join("/".join(map(str, c)) or "0" for c in self.counts) or "-"
+
+def split_text(counts: list[list[int]]) -> str:
+    """Connections per worker at each reading, e.g. "8 5/3 4/4" ("-" without readings)."""
+    return " ".join("/".join(map(str, c)) or "0" for c in counts) or "-"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -201,7 +203,6 @@ class Bench:
         after = count_rows(db)
         out: dict[str, Any] = {"kind": kind, "settings": str(settings), **result.as_dict()}
         out["split"] = split.counts
-        out["split_text"] = str(split)
         out["stored"] = after - before
         if kind == "gateway":
             with server.log_path.open("rb") as log:
@@ -351,19 +352,8 @@ def print_inprocess(data: dict[str, Any]) -> None:
             f" {row['best_per_second']:>7,.0f}   {_mark(rate >= target)} ({rate / target:.0%})"
         )
     source = data["breakdown"]["source"]
-    whole, *parts = data["breakdown"]["parts"]
     print(f"\n   Breakdown for {source} (µs per call, the steps timed in turn with the whole):")
-    print(f"     {'step':<36} {'mean':>8} {'best':>8} {'share':>6}")
-    for part in parts:
-        share = part["mean_us"] / whole["mean_us"]
-        print(
-            f"     {part['name']:<36} {part['mean_us']:>8.1f} {part['best_window_us']:>8.1f}"
-            f" {share:>6.0%}"
-        )
-    rest = whole["mean_us"] - sum(p["mean_us"] for p in parts)
-    label = "rest (by difference)"
-    print(f"     {label:<36} {rest:>8.1f} {'':>8} {rest / whole['mean_us']:>6.0%}")
-    print(f"     {whole['name']:<36} {whole['mean_us']:>8.1f} {whole['best_window_us']:>8.1f}")
+    inprocess.print_breakdown(data["breakdown"]["parts"], 36, rest="rest (by difference)")
     print("     (mapping.translate includes validate_record; check and mapping reuse one")
     print("     decoded resource, the whole call decodes a fresh one each time)")
     print(f"\n   Record validation of the {source} record (µs per call):")
@@ -401,7 +391,7 @@ def print_http(data: dict[str, Any]) -> None:
             f"   {r['round']:>5} {r['kind']:<9} {r['per_second']:>8.1f} {r['p50_ms']:>7.2f}"
             f" {r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {r['ok']:>6} {r['non2xx']:>6}"
             f" {r['stored']:>6} {r['verify']['in_flight']:>8}"
-            f" {r.get('split_text', '-'):>11}  {check}"
+            f" {split_text(r.get('split') or []):>11}  {check}"
         )
     med = data["median"]
     print("\n   Medians:")

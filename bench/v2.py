@@ -14,7 +14,7 @@ from typing import Any
 import hl7
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
-from inprocess import measure, pinned
+from inprocess import measure, pinned, print_breakdown
 from v2_payload import V2_FIXTURE, V2_SOURCE, fill, ids, message_template
 
 from gateway.errors import GatewayError
@@ -132,15 +132,8 @@ def report(data: dict[str, Any]) -> None:
         f" {row['best_per_second']:>7,.0f}   target ≥ {target:,.0f}/s on one core:"
         f" {'met' if rate >= target else 'MISSED'} ({rate / target:.0%})"
     )
-    whole, *parts = data["breakdown"]
     print("\n   Breakdown (µs per call, the steps timed in turn with the whole):")
-    print(f"     {'step':<40} {'mean':>8} {'best':>8} {'share':>6}")
-    for part in parts:
-        print(
-            f"     {part['name']:<40} {part['mean_us']:>8.1f} {part['best_window_us']:>8.1f}"
-            f" {part['mean_us'] / whole['mean_us']:>6.0%}"
-        )
-    print(f"     {whole['name']:<40} {whole['mean_us']:>8.1f} {whole['best_window_us']:>8.1f}")
+    print_breakdown(data["breakdown"], 40)
     print("\n   Parsing the same message (µs per call; no mapping):")
     ours = data["parsers"][0]["best_window_us"]
     print(f"     {'parser':<40} {'mean':>10} {'best':>10} {'parses/s':>9} {'vs er7':>8}")
