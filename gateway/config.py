@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     # MLLP: seconds a connection may sit idle, and connections served at once per port.
     "MLLP_IDLE_TIMEOUT": 60,
     "MLLP_MAX_CONNECTIONS": 64,
+    # HL7 v2 limits, checked while parsing: segments in a message, repetitions of one field,
+    # characters in one field (all repetitions). Over one, the message is answered AE.
+    "V2_MAX_SEGMENTS": 1000,
+    "V2_MAX_REPETITIONS": 100,
+    "V2_MAX_FIELD_LENGTH": 64 * 1024,
 }
 _INTS = {
     "MAX_BODY_BYTES",
@@ -46,6 +51,9 @@ _INTS = {
     "MLLP_IDLE_TIMEOUT",
     "MLLP_MAX_CONNECTIONS",
     "OUTBOX_IN_SERVE",
+    "V2_MAX_SEGMENTS",
+    "V2_MAX_REPETITIONS",
+    "V2_MAX_FIELD_LENGTH",
 }
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose.
 
-    ``status`` is the HTTP status the edge answers with, ``issue_code`` the FHIR
-    IssueType code, and ``expression`` the FHIRPath-style location of the offending
-    element (None when the error concerns the whole message).
+    The class says what is wrong; ``gateway.refusals.decide`` alone says how that is
+    answered: the HTTP status (``status``), the FHIR IssueType (``issue_code``), the BaRS
+    http-error code and the HL7 v2 acknowledgement code. ``expression`` is the location of
+    the offending element in the sender's message (a FHIRPath such as
+    ``Bundle.entry[1].resource.identifier[0].value``, or an HL7 v2 location), None when the
+    error concerns the whole message.
     """
 
-    status = 500
-    issue_code = "exception"
     severity = "error"
 
     def __init__(self, message: str, *, expression: str | None = None) -> None:
@@ -20,87 +21,71 @@ class GatewayError(Exception):
         self.message = message
         self.expression = expression
 
+    @property
+    def status(self) -> int:
+        """The HTTP status the edge answers with (decided in gateway.refusals)."""
+        from gateway.refusals import decide  # here: refusals imports this module
+
+        return decide(self).status
+
+    @property
+    def issue_code(self) -> str:
+        """The FHIR IssueType code of the refusal (decided in gateway.refusals)."""
+        from gateway.refusals import decide  # here: refusals imports this module
+
+        return decide(self).issue_code
+
 
 class InvalidMessage(GatewayError):
     """The sender's message cannot be parsed or does not have the required structure."""
 
-    status = 400
-    issue_code = "structure"
+
+class BrokenInvariant(InvalidMessage):
+    """The message breaks a FHIR invariant (an extension without url, or with two values)."""
 
 
 class InvalidContent(GatewayError):
     """The message parses but its content breaks a rule (a mandatory item, a check digit)."""
 
-    status = 422
-    issue_code = "invalid"
-
 
 class RequiredMissing(InvalidContent):
     """Mandatory data is missing from the message."""
-
-    issue_code = "required"
 
 
 class UnknownCode(InvalidContent):
     """A code map with the reject policy met a code it does not know."""
 
-    issue_code = "code-invalid"
-
 
 class PayloadTooLarge(GatewayError):
     """The body is over the configured limit."""
-
-    status = 413
-    issue_code = "too-costly"
 
 
 class UnsupportedMediaType(GatewayError):
     """The Content-Type is not one the endpoint accepts."""
 
-    status = 415
-    issue_code = "not-supported"
-
 
 class NotSupported(GatewayError):
     """The message is well formed but of a kind this endpoint does not handle."""
-
-    status = 422
-    issue_code = "not-supported"
 
 
 class Unauthenticated(GatewayError):
     """No credential, or one the gateway does not know."""
 
-    status = 401
-    issue_code = "login"
-
 
 class Forbidden(GatewayError):
     """A valid credential that may not do this (for example, another source's key)."""
-
-    status = 403
-    issue_code = "forbidden"
 
 
 class NotFound(GatewayError):
     """The addressed record or resource does not exist."""
 
-    status = 404
-    issue_code = "not-found"
-
 
 class Conflict(GatewayError):
     """The request conflicts with the stored state."""
 
-    status = 409
-    issue_code = "conflict"
-
 
 class StoreUnavailable(GatewayError):
     """The store could not be reached or could not commit; the sender may retry."""
-
-    status = 503
-    issue_code = "transient"
 
 
 class MappingError(Exception):

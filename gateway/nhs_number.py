@@ -14,7 +14,9 @@ def check_digit(first_nine: str) -> int | None:
 
 def is_valid(number: str) -> bool:
     """True when ``number`` is ten digits whose last is the right check digit."""
-    if len(number) != 10 or not number.isdigit():
+    # ASCII digits only: str.isdigit() also holds for superscripts such as "²", which int()
+    # then refuses.
+    if len(number) != 10 or not (number.isascii() and number.isdigit()):
         return False
     return check_digit(number[:9]) == int(number[9])
 

@@ -22,10 +22,21 @@ REFERRAL_METHODS = (
     "discharge",
 )
 PRIORITIES = ("routine", "urgent", "asap", "stat")
-REFERRAL_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error")
+REFERRAL_STATUSES = (
+    "draft",
+    "pending",
+    "active",
+    "on-hold",
+    "revoked",
+    "completed",
+    "entered-in-error",
+)
 MESSAGE_EVENTS = ("new", "update", "delete")
 SEXES = ("male", "female", "other", "unknown")
 CONSENT_STATES = ("given", "refused", "not-obtained")
+CONTACT_METHODS = ("phone", "mobile", "email", "sms", "letter")
+ITEM_STATES = ("not-stated",)
+SEVERITIES = ("M", "R")
 REASON_MAX = 150
 
 
@@ -65,6 +76,8 @@ class Contact(Strict):
     phone = _text(40)
     mobile = _text(40)
     email = _text(200)
+    sms = _text(40)
+    preferred = fields.String(allow_none=True, validate=validate.OneOf(CONTACT_METHODS))
 
 
 class Person(Strict):
@@ -76,6 +89,7 @@ class Person(Strict):
     nhs_number_verification = _text(50)
     given_name = _text(100, required=True, allow_none=False)
     family_name = _text(100, required=True, allow_none=False)
+    known_as = _text(100)
     date_of_birth = fields.Date(required=True)
     sex = fields.String(allow_none=True, validate=validate.OneOf(SEXES))
     gender = _text(100)
@@ -86,12 +100,14 @@ class Person(Strict):
 
 
 class GpPractice(Strict):
-    """The person's registered GP practice (M), identified by its ODS code."""
+    """The person's registered GP practice (M), identified by its ODS code, and their GP."""
 
     ods_code = fields.String(
-        required=True, validate=validate.Regexp(r"^[A-Z0-9]{3,6}$", error="ODS code, max 6")
+        allow_none=True, validate=validate.Regexp(r"^[A-Z0-9]{3,6}$", error="ODS code, max 6")
     )
     name = _text(200)
+    practitioner_code = _text(20)
+    practitioner_name = _text(200)
 
 
 class AboutMe(Strict):
@@ -111,6 +127,7 @@ class IndividualRequirements(Strict):
     """Reasonable adjustments, impairments, mobility, interpreter (R)."""
 
     reasonable_adjustments = _text()
+    reasonable_adjustment_codes = fields.List(fields.Nested(Coding))
     impairments = _text()
     mobility = _text()
     interpreter_needed = fields.Boolean(allow_none=True)
@@ -129,18 +146,23 @@ class Consent(Strict):
 
     information_sharing = fields.String(required=True, validate=validate.OneOf(CONSENT_STATES))
     reason_not_obtained = _text(500)
+    date = fields.String(allow_none=True)
+    recorded_by = _text(200)
 
 
 class Referrer(Strict):
-    """Who referred (M): name, service, organisation ODS code and contact details."""
+    """Who referred (M): name, service, organisation ODS code and contact details.
 
-    name = _text(200, required=True, allow_none=False)
+    Each may be not stated by the sender; ``data_quality`` then says so.
+    """
+
+    name = _text(200)
     role = _text(200)
-    service = _text(200, required=True, allow_none=False)
+    service = _text(200)
     ods_code = fields.String(
-        required=True, validate=validate.Regexp(r"^[A-Z0-9]{3,6}$", error="ODS code, max 6")
+        allow_none=True, validate=validate.Regexp(r"^[A-Z0-9]{3,6}$", error="ODS code, max 6")
     )
-    contact = fields.Nested(Contact, required=True)
+    contact = fields.Nested(Contact, allow_none=True)
 
 
 class Organisation(Strict):
@@ -174,21 +196,25 @@ class Discharge(Strict):
     ward = _text(200)
     specialty = _text(200)
     disposition = _text(200)
+    destination = _text(200)
 
 
 class ReferralDetails(Strict):
     """Referral details (M)."""
 
     identifier = _text(200, required=True, allow_none=False)
+    identifier_system = _text(500)
     status = fields.String(required=True, validate=validate.OneOf(REFERRAL_STATUSES))
+    type = fields.Nested(Coding, allow_none=True)
     date = fields.String(allow_none=True)
-    referrer = fields.Nested(Referrer, required=True)
+    referrer = fields.Nested(Referrer, allow_none=True)
     method = fields.String(allow_none=True, validate=validate.OneOf(REFERRAL_METHODS))
     reason = _text(REASON_MAX)
     reason_full = _text(5000)
     reason_codes = fields.List(fields.Nested(Coding))
+    notes = _text(5000)
     priority = fields.String(allow_none=True, validate=validate.OneOf(PRIORITIES))
-    referral_to = fields.Nested(Organisation, required=True)
+    referral_to = fields.Nested(Organisation, allow_none=True)
     return_response_to = fields.Nested(Organisation, allow_none=True)
     discharge = fields.Nested(Discharge, allow_none=True)
 
@@ -235,7 +261,7 @@ class Risk(Strict):
 
 
 class Risks(Strict):
-    """Risks (M): either listed, or explicitly "no known risks"."""
+    """Risks (M): either listed, or explicitly "no known risks"; left out when not stated."""
 
     no_known_risks = fields.Boolean(required=True)
     items = fields.List(fields.Nested(Risk), required=True)
@@ -254,6 +280,16 @@ class Risks(Strict):
             raise ValidationError("no known risks, yet risks are listed", "items")
 
 
+class Elements(Strict):
+    """Where in the sender's message the identity items came from (FHIRPath or HL7 location)."""
+
+    nhs_number = _text(500, data_key="person.nhs_number")
+    family_name = _text(500, data_key="person.family_name")
+    given_name = _text(500, data_key="person.given_name")
+    date_of_birth = _text(500, data_key="person.date_of_birth")
+    identifier = _text(500, data_key="referral.identifier")
+
+
 class Provenance(Strict):
     """Where the record came from: source, message, mapping version."""
 
@@ -263,6 +299,7 @@ class Provenance(Strict):
     sent_at = fields.String(allow_none=True)
     received_at = fields.String(allow_none=True)
     mapping_version = _text(200, required=True, allow_none=False)
+    elements = fields.Nested(Elements, allow_none=True)
 
 
 class Diagnostic(Strict):
@@ -273,11 +310,20 @@ class Diagnostic(Strict):
     message = fields.String(required=True)
 
 
+class DataQuality(Strict):
+    """A PRSB mandatory (M) or required (R) item the sender did not state, for the link worker."""
+
+    item = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(ITEM_STATES))
+    severity = fields.String(required=True, validate=validate.OneOf(SEVERITIES))
+    message = fields.String(required=True)
+
+
 class ReferralRecord(Strict):
     """The whole social prescribing referral record."""
 
     person = fields.Nested(Person, required=True)
-    gp_practice = fields.Nested(GpPractice, required=True)
+    gp_practice = fields.Nested(GpPractice, allow_none=True)
     about_me = fields.Nested(AboutMe, allow_none=True)
     individual_requirements = fields.Nested(IndividualRequirements, allow_none=True)
     safeguarding = fields.Nested(Safeguarding, allow_none=True)
@@ -285,6 +331,7 @@ class ReferralRecord(Strict):
     referral = fields.Nested(ReferralDetails, required=True)
     presenting_issues = fields.List(fields.Nested(Coding))
     assessments = fields.List(fields.Nested(Assessment))
-    risks = fields.Nested(Risks, required=True)
+    risks = fields.Nested(Risks, allow_none=True)
     provenance = fields.Nested(Provenance, required=True)
+    data_quality = fields.List(fields.Nested(DataQuality))
     diagnostics = fields.List(fields.Nested(Diagnostic))

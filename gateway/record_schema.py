@@ -57,8 +57,8 @@ def _object_schema(schema: Schema) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": "object",
         "description": (type(schema).__doc__ or "").strip(),
-        "properties": {name: _field_schema(f) for name, f in schema.fields.items()},
-        "required": [name for name, f in schema.fields.items() if f.required],
+        "properties": {f.data_key or name: _field_schema(f) for name, f in schema.fields.items()},
+        "required": [f.data_key or name for name, f in schema.fields.items() if f.required],
         "additionalProperties": False,
     }
     out.update(getattr(type(schema), "json_schema_extra", {}))

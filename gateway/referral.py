@@ -24,6 +24,7 @@ from gateway.store.referrals import OnStored, Stored, store_referral
 log = logging.getLogger(__name__)
 
 BARS_EVENTS = "https://fhir.nhs.uk/CodeSystem/message-events-bars"
+BARS_REQUEST = "servicerequest-request"
 SHAPES = ("message", "transaction", "batch", "ServiceRequest")
 
 
@@ -76,13 +77,7 @@ def _check_shape(resource: dict[str, Any], shape: str, expected: tuple[str, ...]
             raise InvalidMessage(
                 "a message Bundle starts with a MessageHeader", expression="Bundle.entry[0]"
             )
-        event = first.get("eventCoding") or {}
-        if event.get("code") != "servicerequest-request":
-            raise NotSupported(
-                f"message event {event.get('code')!r} is not supported; "
-                "send servicerequest-request",
-                expression="Bundle.entry[0].resource.eventCoding",
-            )
+        _check_event(first)
     if resource.get("resourceType") == "Bundle":
         positions = [
             i
@@ -95,6 +90,37 @@ def _check_shape(resource: dict[str, Any], shape: str, expected: tuple[str, ...]
                 "one referral per Bundle: this Bundle has several ServiceRequests",
                 expression=f"Bundle.entry[{positions[1]}]",
             )
+
+
+def _check_event(header: dict[str, Any]) -> None:
+    """Fail unless the MessageHeader's event is a BaRS referral request, naming what is not."""
+    where = "Bundle.entry[0].resource.eventCoding"
+    event = header.get("eventCoding")
+    if not isinstance(event, dict):
+        if "eventUri" in header:
+            raise NotSupported(
+                f"message event {header['eventUri']!r} is not supported; send eventCoding "
+                f"{BARS_EVENTS}|{BARS_REQUEST}",
+                expression="Bundle.entry[0].resource.eventUri",
+            )
+        raise InvalidMessage(
+            f"the MessageHeader has no eventCoding; send {BARS_EVENTS}|{BARS_REQUEST}",
+            expression=where,
+        )
+    system, code = event.get("system"), event.get("code")
+    if system != BARS_EVENTS:
+        raise NotSupported(
+            f"message event system {system!r} is not supported; send {BARS_EVENTS}",
+            expression=f"{where}.system",
+        )
+    if code != BARS_REQUEST:
+        kind = "a response" if code == "servicerequest-response" else "not a referral request"
+        if isinstance(code, str) and code.startswith("booking-"):
+            kind = "a booking"
+        raise NotSupported(
+            f"message event {code!r} is {kind}; this gateway takes referrals: send {BARS_REQUEST}",
+            expression=f"{where}.code",
+        )
 
 
 def content_sha256(record: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fhirserver import FhirServer
+from refusal_walk import every_refusal_names_an_element  # noqa: F401 (an autouse fixture)
 from support import Gateway, build_gateway, fresh_postgres, postgres_url
 
 import gateway.app as app_module

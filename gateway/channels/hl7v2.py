@@ -1,17 +1,28 @@
-"""HL7 v2 over HTTP: POST /hl7v2 with an ER7 body, answered with the ACK."""
+"""HL7 v2 over HTTP: POST /hl7v2 with an ER7 message or batch, answered with its ACK."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 
 from gateway.auth import authenticate_source
 from gateway.channels.http import read_body, too_large
 from gateway.errors import GatewayError, UnsupportedMediaType
+from gateway.hl7v2 import batch
 from gateway.hl7v2.ack import build_ack
+from gateway.hl7v2.er7 import Limits, envelope, read_header
 from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake
 from gateway.store.messages import InboundMessage, store_rejected
 
 bp = Blueprint("hl7v2", __name__)
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    """Give the app's v2 intake the HL7 v2 limits of the app's configuration."""
+    intake = state.app.extensions.get("gateway.v2intake")
+    if isinstance(intake, V2Intake):
+        intake.limits = Limits.from_config(state.app.config)
 
 
 def _ack_response(ack: bytes, status: int = 200) -> Response:
@@ -20,7 +31,11 @@ def _ack_response(ack: bytes, status: int = 200) -> Response:
 
 @bp.post("/hl7v2")
 def receive() -> Response:
-    """Take one ER7 message; the body of the answer is its ACK (AA, AE or AR)."""
+    """Take one ER7 message or batch; the body of the answer is its ACK (AA, AE or AR).
+
+    200 whenever the intake answered, whatever the ACK code; 400 (with an AR) when the body is
+    not HL7 v2 at all (no MSH); 413 and 415 before the body is looked at.
+    """
     source = authenticate_source()
     intake: V2Intake = current_app.extensions["gateway.v2intake"]
     media = (request.mimetype or "").lower()
@@ -31,7 +46,7 @@ def receive() -> Response:
     elif media not in (MEDIA_TYPE, "application/hl7-v2"):
         refusal = UnsupportedMediaType(f"send {MEDIA_TYPE}, not {media or 'no Content-Type'}")
     if refusal is not None:
-        ack = build_ack(None, refusal)
+        ack = build_ack(read_header(body) if over else None, refusal)
         message = InboundMessage(
             channel="hl7v2-http",
             source=source,
@@ -43,4 +58,5 @@ def receive() -> Response:
         problem = {"code": refusal.issue_code, "location": "", "message": refusal.message}
         store_rejected(intake.db, message, refusal.status, problem)
         return _ack_response(ack, refusal.status)
-    return _ack_response(intake.handle(source, body, "hl7v2-http"))
+    status = 200 if envelope(body) else 400
+    return _ack_response(batch.receive(intake, source, body, "hl7v2-http"), status)

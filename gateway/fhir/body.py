@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -75,13 +76,73 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
             f"The body must be a JSON object holding a resource, not a JSON {_json_kind(value)}",
             expression="resourceType",
         )
-    if b"\\u0000" in raw:  # cheap pre-filter: only such bodies are walked
+    escaped = raw.find(b"\\") >= 0  # memchr: most bodies have no escape at all
+    if escaped and b"\\u0000" in raw:  # cheap pre-filter: only such bodies are walked
         where = _nul_location(value)
         if where is not None:
             raise InvalidMessage(
                 "FHIR strings must not contain the NUL character (U+0000)", expression=where
             )
+    if not _surely_unique_keys(raw, value, escaped):
+        repeated = _repeated_key(raw)
+        if repeated is not None:
+            where, key = repeated
+            raise InvalidMessage(
+                f"Property '{key}' is given more than once in one JSON object; "
+                "a FHIR JSON object must not repeat a property",
+                expression=where,
+            )
     return value
+
+
+def _surely_unique_keys(raw: bytes, value: dict[str, Any], escaped: bool) -> bool:
+    """True when no JSON object in ``raw`` can repeat a key (False: look properly).
+
+    orjson keeps the last of repeated keys, so the parsed value has as many keys as the text
+    only when none repeats. Every key in the text is followed by a colon, and so is every key
+    orjson writes back; the other colons are inside strings, the same in both except for
+    colons the text escaped (``\\u003a``), counted here from above. So the text holds at
+    least as many colons as the value written back, and exactly as many only when no key
+    repeats and no repeated key's value was dropped.
+    """
+    try:
+        written = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # cannot happen for parsed JSON; look properly
+        return False
+    in_text = raw.count(b":")
+    if escaped:
+        in_text += raw.count(b"\\u003a") + raw.count(b"\\u003A")
+    return in_text == written.count(b":")
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs in text order, repeats kept (slow path only)."""
+
+
+def _repeated_key(raw: bytes) -> tuple[str, str] | None:
+    """(FHIRPath, key) of the first property repeated within one JSON object, or None."""
+    try:
+        tree = json.loads(raw, object_pairs_hook=_Pairs)
+    except RecursionError:
+        raise InvalidMessage("The JSON body is nested too deeply") from None
+    except ValueError as exc:  # orjson read it; the standard library is stricter on numbers
+        raise InvalidMessage(f"The JSON body could not be read: {exc}") from None
+    if not isinstance(tree, _Pairs):
+        return None
+    root = next((v for k, v in reversed(tree) if k == "resourceType"), None)
+    stack: list[tuple[Any, str]] = [(tree, root if isinstance(root, str) else "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Pairs):
+            seen: set[str] = set()
+            for key, _ in node:
+                if key in seen:
+                    return (f"{path}.{key}" if path else key), key
+                seen.add(key)
+            stack.extend((item, f"{path}.{key}" if path else key) for key, item in reversed(node))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(node))))
+    return None
 
 
 def _nul_location(value: dict[str, Any]) -> str | None:

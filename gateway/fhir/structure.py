@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidMessage
+from gateway.errors import BrokenInvariant, InvalidMessage
 
 ELEMENTS_FILE = Path(__file__).resolve().parents[2] / "profiles" / "fhir-r4-elements.json"
 
@@ -109,10 +109,11 @@ def elements_of(type_name: str) -> Mapping[str, tuple[str, bool]] | None:
 class _Fail(Exception):
     """Internal: a structure problem, with its path collected in reverse while unwinding."""
 
-    def __init__(self, message: str, segment: str | None = None) -> None:
+    def __init__(self, message: str, segment: str | None = None, invariant: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.path: list[str] = [] if segment is None else [segment]
+        self.invariant = invariant
 
 
 def check_resource(resource: dict[str, Any]) -> None:
@@ -135,7 +136,8 @@ def check_resource(resource: dict[str, Any]) -> None:
         _walk(resource, table.compiled[resource_type])
     except _Fail as fail:
         fail.path.append(resource_type)
-        raise InvalidMessage(fail.message, expression=".".join(reversed(fail.path))) from None
+        error = BrokenInvariant if fail.invariant else InvalidMessage
+        raise error(fail.message, expression=".".join(reversed(fail.path))) from None
     except RecursionError:
         raise InvalidMessage(
             "The resource is nested too deeply", expression=resource_type
@@ -146,6 +148,7 @@ def check_resource(resource: dict[str, Any]) -> None:
 # common case, a plain type test), and every other key with its check.
 _FastMap = tuple[frozenset[str], dict[str, tuple[int, bool, Any]]]
 _NESTED = 5  # a nested resource: a JSON object whose resourceType picks its map
+_EXTENSION = 6  # an Extension (always a list): also checked for url and a single value
 
 
 def _fast_maps(compiled: dict[str, _Elements]) -> dict[str, _FastMap]:
@@ -162,10 +165,12 @@ def _fast_maps(compiled: dict[str, _Elements]) -> dict[str, _FastMap]:
     by_id = {id(elements): out[name] for name, elements in compiled.items()}
     for name, elements in compiled.items():
         strings, other = out[name]
-        for key, (kind, repeats, arg, _) in elements.items():
+        for key, (kind, repeats, arg, type_name) in elements.items():
             if key in strings:
                 continue
-            if kind in (_COMPLEX, _PRIMITIVE_EXT):
+            if kind == _COMPLEX and repeats and type_name == "Extension":
+                other[key] = (_EXTENSION, repeats, by_id[id(arg)])
+            elif kind in (_COMPLEX, _PRIMITIVE_EXT):
                 other[key] = (kind, repeats, by_id[id(arg)])
             elif kind == _RESOURCE:
                 other[key] = (_NESTED, repeats, None)
@@ -212,6 +217,10 @@ def _fits(obj: dict[str, Any], fast: _FastMap) -> bool:
             for item in value:
                 if not _fits_resource(item):
                     return False
+        elif kind == _EXTENSION:
+            for item in value:
+                if type(item) is not dict or not _fits(item, arg) or _extension_fault(item):
+                    return False
         else:  # _PRIMITIVE_EXT
             for item in value:
                 if item is not None and (type(item) is not dict or not _fits(item, arg)):
@@ -250,6 +259,8 @@ def _walk(obj: dict[str, Any], elements: _Elements) -> None:
                         if type(item) is not dict:
                             raise _Fail(_describe(key, spec, item, True))
                         _walk(item, arg)
+                        if spec[3] == "Extension":
+                            _check_extension(item)
                         index += 1
                 except _Fail as fail:
                     fail.path.append(f"{key}[{index}]")
@@ -290,6 +301,29 @@ def _walk(obj: dict[str, Any], elements: _Elements) -> None:
                 fail.path.append(key)
                 raise
         # _RESOURCE_TYPE: validated by whoever chose this element map
+
+
+def _extension_fault(extension: dict[str, Any]) -> str | None:
+    """What breaks FHIR's rules for an Extension (a url; a value or extensions, not both)."""
+    if "url" not in extension:
+        return "An extension must have a 'url'"
+    values = [key for key in extension if key[:5] == "value"]
+    if len(values) > 1:
+        return f"An extension has one value[x], not {len(values)} ({', '.join(values)})"
+    if values and extension.get("extension"):
+        return f"An extension has either a value ({values[0]}) or nested extensions, not both"
+    return None
+
+
+def _check_extension(extension: dict[str, Any]) -> None:
+    """Raise an invariant _Fail naming the url, or the second value, of a faulty Extension."""
+    fault = _extension_fault(extension)
+    if fault is None:
+        return
+    values = [key for key in extension if key[:5] == "value"]
+    if "url" not in extension:
+        raise _Fail(fault, invariant=True)
+    raise _Fail(fault, values[1] if len(values) > 1 else "extension", invariant=True)
 
 
 def _walk_resource(value: Any, key: str) -> None:

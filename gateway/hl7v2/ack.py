@@ -1,4 +1,8 @@
-"""HL7 v2 acknowledgements: AA once stored, AE naming the field, AR for unsupported or transient."""
+"""HL7 v2 acknowledgements: AA once stored, AE naming the field, AR for unsupported or transient.
+
+Every choice of AA, AE or AR is made by ``ack_code``; the rest of this module only lays out
+the MSH, MSA and ERR segments (and a batch's FHS/BHS ... BTS/FTS around several ACKs).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,16 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from gateway.errors import (
-    GatewayError,
-    NotSupported,
-    PayloadTooLarge,
-    StoreUnavailable,
-    UnsupportedMediaType,
-)
-from gateway.hl7v2.er7 import Encoding, V2Message
+from gateway.errors import GatewayError
+from gateway.hl7v2.er7 import Encoding, V2Message, V2ParseError
+from gateway.refusals import ack_code as refusal_ack
 
 APPLICATION = "SPGW"
 FACILITY = "SP-GATEWAY"
-_LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\.(\d+)(?:\.(\d+))?)?(?![A-Za-z0-9])")
+# A mapping path (PID.3.where(...).1) or an HL7 location (PID-3, PID-3[2].1, OBX[2]-5).
+_LOCATION = re.compile(
+    r"^([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:[.-](\d+)(?:\[(\d+)\])?(?:\.(\d+))?)?(?![A-Za-z0-9])"
+)
 # HL7 table 0357 error codes.
 _ERROR_CODES = {
     "required": "101",
@@ -25,6 +27,8 @@ _ERROR_CODES = {
     "invalid": "102",
     "value": "102",
     "code-invalid": "103",
+    "too-long": "102",
+    "too-costly": "102",
     "not-supported": "200",
     "transient": "207",
     "exception": "207",
@@ -32,22 +36,28 @@ _ERROR_CODES = {
 
 
 def ack_code(error: GatewayError | None) -> str:
-    """AA for success; AR when the message was not taken up (unsupported type or media type,
-    over the size limit, a fault the sender may retry); AE when its content is wrong."""
-    if error is None:
-        return "AA"
-    refused = NotSupported | StoreUnavailable | UnsupportedMediaType | PayloadTooLarge
-    if isinstance(error, refused) or error.status >= 500:
-        return "AR"
-    return "AE"
+    """AA for success; AR when the message was not taken up (not an HL7 v2 message, an
+    unsupported type or media type, a fault the sender may retry); AE when the message itself
+    is wrong (its content, or over a size limit: a resend unchanged cannot succeed).
+    Decided, with every other refusal, in ``gateway.refusals``."""
+    return refusal_ack(error)
 
 
 def error_location(expression: str | None) -> tuple[str, str, str]:
-    """(segment, field, component) from a mapping path such as PID.3.where(...)."""
+    """(segment, field, component) from a mapping path such as PID.3.where(...), or from an
+    HL7 location such as PID-3[2].1."""
+    segment, _, field, _, component = _location(expression)
+    return segment, field, component
+
+
+def _location(expression: str | None) -> tuple[str, str, str, str, str]:
+    """(segment, segment sequence, field, repetition, component); the sequence is 1 unless
+    the location names another occurrence (OBX[2]-5)."""
     match = _LOCATION.match(expression or "")
     if not match:
-        return "", "", ""
-    return match.group(1), match.group(2) or "", match.group(3) or ""
+        return "", "", "", "", ""
+    segment, sequence, field, repetition, component = match.groups()
+    return segment, sequence or "1", field or "", repetition or "", component or ""
 
 
 def _escape(text: str, enc: Encoding) -> str:
@@ -66,7 +76,10 @@ def _escape(text: str, enc: Encoding) -> str:
 def build_ack(
     message: V2Message | None, error: GatewayError | None = None, *, control_id: str | None = None
 ) -> bytes:
-    """The ACK for ``message`` (None when it could not be parsed at all)."""
+    """The ACK for ``message`` (None when it could not be parsed: then the MSH the error
+    read, if any, is echoed)."""
+    if message is None and isinstance(error, V2ParseError):
+        message = error.header
     enc = message.encoding if message else Encoding()
     s, c = enc.field, enc.component
     version = (message.version if message else "") or "2.5.1"
@@ -103,15 +116,47 @@ def build_ack(
 def _err_segment(error: GatewayError, enc: Encoding, version: str) -> str:
     """ERR naming the field: ERR-1 for v2.3/2.4 receivers, ERR-2..8 for v2.5 and later."""
     s, c, sub = enc.field, enc.component, enc.subcomponent
-    segment, field, component = error_location(error.expression)
+    segment, sequence, field, repetition, component = _location(error.expression)
     number = _ERROR_CODES.get(error.issue_code, "207")
     text = _escape(error.message, enc)
     short = _escape(error.message[:80], enc)  # cut before escaping, never inside an escape
     if version < "2.5":
-        location = c.join([segment, "1" if segment else "", field, f"{number}{sub}{text}"])
+        location = c.join([segment, sequence, field, f"{number}{sub}{text}"])
         return s.join(["ERR", location])
-    where = c.join([segment, "1" if segment else "", field, "", component])
+    where = c.join([segment, sequence, field, repetition, component])
     severity = "E" if ack_code(error) == "AE" else "F"
     return s.join(
         ["ERR", "", where, c.join([number, short, "HL70357"]), severity, "", "", "", text]
     )
+
+
+def _batch_header(name: str, enc: Encoding, their: tuple[str, str, str], now: str) -> str:
+    """An FHS or BHS answering the sender's: their application, facility and control id."""
+    app, facility, control_id = (_escape(value, enc) for value in their)
+    encoding = f"{enc.component}{enc.repetition}{enc.escape}{enc.subcomponent}"
+    fields = [name, encoding, APPLICATION, FACILITY, app, facility, now, "", "", ""]
+    return enc.field.join([*fields, uuid.uuid4().hex[:20], control_id])
+
+
+def build_batch_ack(
+    enc: Encoding,
+    file_header: tuple[str, str, str] | None,
+    batches: list[tuple[tuple[str, str, str], list[bytes]]],
+) -> bytes:
+    """A batch acknowledgement: [FHS] then, per batch, BHS, one ACK per message, BTS; [FTS].
+
+    ``file_header`` and each batch's header are the sender's (application, facility, control
+    id) from FHS-3, FHS-4, FHS-11 (BHS-3, BHS-4, BHS-11); FHS-12 and BHS-12 echo the control
+    ids. ``file_header`` is None when the sender sent no FHS (then no FHS or FTS is sent).
+    """
+    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S%z")
+    out: list[bytes] = []
+    if file_header is not None:
+        out.append(_batch_header("FHS", enc, file_header, now).encode("utf-8") + b"\r")
+    for header, acks in batches:
+        out.append(_batch_header("BHS", enc, header, now).encode("utf-8") + b"\r")
+        out.extend(acks)
+        out.append(enc.field.join(["BTS", str(len(acks))]).encode("utf-8") + b"\r")
+    if file_header is not None:
+        out.append(enc.field.join(["FTS", str(len(batches))]).encode("utf-8") + b"\r")
+    return b"".join(out)

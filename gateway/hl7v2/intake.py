@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, select
 
 from gateway.errors import GatewayError, InvalidMessage, NotSupported, StoreUnavailable
 from gateway.hl7v2.ack import ack_code, build_ack
-from gateway.hl7v2.er7 import V2Message, parse, require_type
+from gateway.hl7v2.er7 import DEFAULT_LIMITS, Limits, V2Message, parse, require_type
 from gateway.hl7v2.strict import validate_structure
 from gateway.mapping.engine import Mapping
 from gateway.referral import Intake, InternalFault, content_sha256
@@ -71,12 +71,15 @@ def dedup_key(message: V2Message) -> str:
 class V2Intake(Intake):
     """Receives HL7 v2 messages for every source with an hl7v2 mapping."""
 
+    #: HL7 v2 limits (segments, repetitions, field length); set from the configuration.
+    limits: Limits = DEFAULT_LIMITS
+
     def handle(self, source: str, raw: bytes, channel: str) -> bytes:
         """The ACK for one message; never raises."""
         inbound = InboundMessage(channel=channel, source=source, body=raw, content_type=MEDIA_TYPE)
         parsed: V2Message | None = None
         try:
-            parsed = parse(raw)
+            parsed = parse(raw, self.limits)
             inbound.control_id = parsed.control_id or None
             inbound.source_message_id = parsed.control_id or None
             inbound.dedup_key = dedup_key(parsed) if parsed.control_id else None

@@ -9,21 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from gateway.destinations import load_destinations
-from gateway.errors import StoreUnavailable
+from gateway.errors import PayloadTooLarge, StoreUnavailable
 from gateway.heap import settle_heap
+from gateway.hl7v2 import batch
 from gateway.hl7v2.ack import build_ack
-from gateway.hl7v2.er7 import V2Message, parse
-from gateway.hl7v2.intake import V2Intake
-from gateway.hl7v2.mllp import MllpServer
+from gateway.hl7v2.er7 import Limits, V2Message, parse, read_header
+from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake
+from gateway.hl7v2.mllp import FrameTooLarge, MllpServer
 from gateway.mapping.engine import load_mappings
 from gateway.outcome.intake import webhook_hook
 from gateway.store.database import Database
+from gateway.store.messages import InboundMessage, store_rejected
 
 log = logging.getLogger(__name__)
 
 
 def fallback_ack(raw: bytes | None, problem: BaseException | str) -> bytes:
-    """An AR for a frame the intake could not answer (oversize, unterminated, a fault)."""
+    """An AR for a frame the intake could not answer (unterminated, a fault); AE when too large."""
+    if isinstance(problem, FrameTooLarge):
+        return build_ack(read_header(raw or b""), _too_large(problem.limit))
     parsed: V2Message | None = None
     if raw:
         try:
@@ -34,6 +38,34 @@ def fallback_ack(raw: bytes | None, problem: BaseException | str) -> bytes:
     return build_ack(parsed, StoreUnavailable(f"{reason}; resend later"))
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    """The refusal of a frame over the limit: AE, since the same frame can never fit."""
+    return PayloadTooLarge(
+        f"the frame is over the {limit}-byte limit (GATEWAY_MAX_BODY_BYTES); a resend cannot "
+        "succeed: split the message or send it another way"
+    )
+
+
+def oversize_ack(intake: V2Intake, source: str, limit: int, prefix: bytes) -> bytes:
+    """Keep the first bytes of an oversize frame as a rejected message and answer it with AE."""
+    error = _too_large(limit)
+    ack = build_ack(read_header(prefix), error)
+    inbound = InboundMessage(
+        channel="mllp",
+        source=source,
+        body=prefix,
+        content_type=MEDIA_TYPE,
+        truncated=True,
+        response=ack,
+    )
+    problem = {"code": error.issue_code, "location": "", "message": error.message}
+    try:
+        store_rejected(intake.db, inbound, error.status, problem)
+    except StoreUnavailable:
+        log.warning("MLLP oversize frame from %s answered AE but could not be kept", source)
+    return ack
+
+
 def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> list[MllpServer]:
     """One MLLP server per source, sharing one store and one set of mappings."""
     mappings = load_mappings(Path(config["MAPPINGS_DIR"]))
@@ -42,11 +74,16 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
             raise ValueError(f"{source} is not an HL7 v2 source: {sorted(mappings)}")
     destinations = load_destinations(config["DESTINATIONS"], set(mappings))
     intake = V2Intake(Database(config["DATABASE_URL"]), mappings, webhook_hook(destinations))
+    intake.limits = Limits.from_config(config)
+    limit = int(config["MAX_BODY_BYTES"])
     servers = []
     for source, port in listen.items():
 
         def handler(raw: bytes, source: str = source) -> bytes:
-            return intake.handle(source, raw, "mllp")
+            return batch.receive(intake, source, raw, "mllp")
+
+        def oversize(prefix: bytes, seen: int, source: str = source) -> bytes:
+            return oversize_ack(intake, source, limit, prefix)
 
         servers.append(
             MllpServer(
@@ -54,8 +91,9 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
                 port,
                 handler,
                 fallback=fallback_ack,
+                oversize=oversize,
                 idle_timeout=float(config["MLLP_IDLE_TIMEOUT"]),
-                max_frame_bytes=int(config["MAX_BODY_BYTES"]),
+                max_frame_bytes=limit,
                 max_connections=int(config["MLLP_MAX_CONNECTIONS"]),
             )
         )

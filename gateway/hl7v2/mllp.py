@@ -5,8 +5,11 @@ write the next frame before it has read the previous ACK; ACKs go back in the or
 arrived. The handler (the gateway's intake) turns message bytes into ACK bytes. Whatever goes
 wrong, a complete frame is always answered before the connection is closed: by the handler, by
 the fallback when the handler raises, and by a minimal hard-coded AR when the fallback raises
-too. Logs carry lengths, counts, peers and ACK codes, never message content (it holds patient
-data).
+too. A frame over the size limit is answered as soon as the limit is passed (by ``oversize``,
+given the frame's first bytes), the rest of it is read and dropped up to its trailer, and the
+connection goes on with the next frame: memory stays bounded, and the sender is not left
+resending a message that can never fit. Logs carry lengths, counts, peers and ACK codes,
+never message content (it holds patient data).
 """
 
 from __future__ import annotations
@@ -33,9 +36,22 @@ _RECV_BYTES = 65536
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 8 * 1024 * 1024
 _MAX_CONTROL_ID = 199
+#: How much of an oversize frame is kept for ``oversize`` (enough for its MSH, as evidence).
+OVERSIZE_PREFIX = 64 * 1024
 
 Handler = Callable[[bytes], bytes]
 Fallback = Callable[[bytes | None, BaseException | str], bytes]
+#: Answers an oversize frame from its first bytes and the size seen so far.
+Oversize = Callable[[bytes, int], bytes]
+
+
+class FrameTooLarge(Exception):
+    """A frame over the listener's limit (given to the fallback when there is no ``oversize``)."""
+
+    def __init__(self, limit: int, seen: int) -> None:
+        super().__init__(f"the frame is over the {limit}-byte limit")
+        self.limit = limit
+        self.seen = seen
 
 
 def minimal_ack(message: bytes | None = None) -> bytes:
@@ -110,6 +126,7 @@ class MllpServer:
         handler: Handler,
         *,
         fallback: Fallback,
+        oversize: Oversize | None = None,
         idle_timeout: float = 60.0,
         max_frame_bytes: int = 5 * 1024 * 1024,
         max_connections: int = 64,
@@ -124,6 +141,7 @@ class MllpServer:
         self.port = port
         self.handler = handler
         self.fallback = fallback
+        self.oversize = oversize
         self.idle_timeout = idle_timeout
         self.max_frame_bytes = max_frame_bytes
         self.max_connections = max_connections
@@ -331,6 +349,18 @@ class MllpServer:
             log.error("MLLP fallback failed (%s); answering with a minimal AR", _where(exc))
             return minimal_ack(message)
 
+    def oversize_ack(self, prefix: bytes, seen: int) -> bytes:
+        """The answer to a frame over the limit: ``oversize``'s, else the fallback's."""
+        if self.oversize is not None:
+            try:
+                ack = self.oversize(prefix, seen)
+                if isinstance(ack, bytes | bytearray) and ack:
+                    return bytes(ack)
+                raise TypeError(f"oversize returned {type(ack).__name__}, not ACK bytes")
+            except Exception as exc:
+                log.error("MLLP oversize answer failed (%s); using the fallback", _where(exc))
+        return self.fallback_ack(prefix, FrameTooLarge(self.max_frame_bytes, seen))
+
 
 def _peer_text(peer: object) -> str:
     """host:port of a peer address."""
@@ -429,10 +459,23 @@ class _Connection:
         limit = server.max_frame_bytes
         buf = bytearray()
         scan = 1  # where the trailer search resumes in the frame at the start of buf
+        dropping = False  # inside an oversize frame already answered: drop up to its trailer
         sock = self.sock
         while True:
             answered = False
             while buf:
+                if dropping:
+                    end = buf.find(TRAILER)
+                    if end < 0:
+                        keep = 1 if buf.endswith(END_BLOCK) else 0
+                        self.skipped += len(buf) - keep
+                        del buf[: len(buf) - keep]
+                        break
+                    self.skipped += end + 2
+                    del buf[: end + 2]
+                    dropping = False
+                    scan = 1
+                    continue
                 if buf[0] != _SB:
                     start = buf.find(START_BLOCK)
                     junk = buf if start < 0 else buf[:start]
@@ -451,11 +494,22 @@ class _Connection:
                 end = buf.find(TRAILER, scan)
                 if end < 0:
                     if len(buf) - 2 > limit:
-                        return self._too_large(len(buf) - 1)
+                        self._too_large(bytes(buf[1 : 1 + OVERSIZE_PREFIX]), len(buf) - 1)
+                        self.skipped += len(buf) - 1
+                        keep = 1 if buf.endswith(END_BLOCK) else 0
+                        del buf[: len(buf) - keep]
+                        dropping = True
+                        answered = True
+                        break
                     scan = max(1, len(buf) - 1)
                     break
                 if end - 1 > limit:
-                    return self._too_large(end - 1)
+                    self._too_large(bytes(buf[1 : min(end, 1 + OVERSIZE_PREFIX)]), end - 1)
+                    self.skipped += end + 2
+                    del buf[: end + 2]
+                    scan = 1
+                    answered = True
+                    continue
                 message = bytes(buf[1:end])
                 del buf[: end + 2]
                 scan = 1
@@ -467,6 +521,8 @@ class _Connection:
             try:
                 data = sock.recv(_RECV_BYTES)
             except TimeoutError:
+                if dropping:
+                    return "idle timeout inside an oversize frame (already answered)"
                 if buf:
                     partial = bytes(buf[1:])
                     reason = "frame not terminated (no 0x1C 0x0D) before the idle timeout"
@@ -475,6 +531,8 @@ class _Connection:
                     return "idle timeout with an unterminated frame"
                 return "idle timeout"
             if not data:
+                if dropping:
+                    return "peer closed inside an oversize frame (already answered)"
                 if server.stopping:
                     if buf:
                         log.warning(
@@ -522,17 +580,15 @@ class _Connection:
                 code,
             )
 
-    def _too_large(self, seen: int) -> str:
-        """Answer an oversize frame with the fallback and give up on the stream."""
+    def _too_large(self, prefix: bytes, seen: int) -> None:
+        """Answer an oversize frame (the rest of it is then dropped up to its trailer)."""
         limit = self.server.max_frame_bytes
         log.warning(
-            "MLLP connection %d: frame larger than %d bytes; answering and closing",
+            "MLLP connection %d: frame larger than %d bytes; answering and dropping the rest",
             self.number,
             limit,
         )
-        self._reply(seen, self.server.fallback_ack(None, f"frame larger than {limit} bytes"))
-        self._linger()
-        return "frame too large"
+        self._reply(seen, self.server.oversize_ack(prefix, seen))
 
     def _linger(self) -> None:
         """Half-close, then read (and drop) for a moment so the last ACK is not lost to a reset."""

@@ -70,6 +70,7 @@ class Compiled:
     rules: tuple[Rule, ...]
     ignore: frozenset[str]
     consumed: dict[str, frozenset[str]]
+    require: tuple[str, ...] = ()
 
 
 def _record_properties() -> dict[str, Any]:
@@ -86,6 +87,13 @@ def _check_target(target: str, props: dict[str, Any], fail: Any) -> dict[str, An
             fail(f"rule target {target!r} is not a record field ({part!r} unknown)")
         node = children[part]
     return node
+
+
+def _fail_require(message: str, file: str, doc: Any) -> None:
+    """Stop start-up for a ``require`` entry that names no record item."""
+    raise MappingError(
+        message.replace("rule target", "require"), file=file, line=doc.lines.get("require")
+    )
 
 
 def _check_fields(target: str, spec: Any, node: dict[str, Any], fail: Any) -> None:
@@ -261,6 +269,7 @@ def compile_source(directory: Path, source: str) -> Compiled:
     contexts: dict[str, tuple[Any, str, int | None]] = {}
     rules: dict[str, tuple[Any, str, int | None]] = {}
     ignore: set[str] = set()
+    require: dict[str, None] = {}
     for layer_file, doc in layers:
         for name, spec in (doc.get("contexts") or {}).items():
             contexts[name] = (spec, str(layer_file), doc["contexts"].lines.get(name))
@@ -270,6 +279,13 @@ def compile_source(directory: Path, source: str) -> Compiled:
             else:
                 rules[target] = (spec, str(layer_file), doc["rules"].lines.get(target))
         ignore.update(doc.get("ignore") or [])
+        for item in doc.get("require") or []:
+            _check_target(
+                item,
+                _record_properties(),
+                lambda message, f=str(layer_file), d=doc: _fail_require(message, f, d),
+            )
+            require[item] = None
     top_file, top = layers[-1]
     compiled_contexts = _compile_contexts(compiler, contexts)
     compiled_rules = _compile_rules(compiler, rules, {c.name for c in compiled_contexts})
@@ -329,4 +345,5 @@ def compile_source(directory: Path, source: str) -> Compiled:
         rules=tuple(compiled_rules),
         ignore=frozenset(ignore),
         consumed={k: frozenset(v) for k, v in consumed.items()},
+        require=tuple(require),
     )

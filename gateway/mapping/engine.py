@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import GatewayError, MappingError
+from gateway.data_quality import not_stated, settle_risks
+from gateway.errors import GatewayError, InvalidContent, MappingError, RequiredMissing
+from gateway.mapping import identity
 from gateway.mapping.codegen import generate, missing_context
 from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, compile_source
 from gateway.mapping.paths import Env, ResourceIndex
@@ -15,6 +17,7 @@ from gateway.record import ReferralRecord
 from gateway.record_schema import validate_record
 
 _CONTEXT_REF = re.compile(r"%([A-Za-z_]\w*)")
+_V2_FIELD = re.compile(r"\b([A-Z][A-Z0-9]{2})\.(\d+)")
 #: Top-level sections in the record schema's order, so records read the same for every source.
 _SECTIONS = tuple(ReferralRecord().fields)
 
@@ -39,23 +42,82 @@ class Mapping:
         raise missing_context(name, self._describe(self._contexts[name].path.text, env))
 
     def translate(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The validated record for ``message`` (received_at left unset), or a domain error."""
+        """The validated record for ``message`` (received_at left unset), or a domain error.
+
+        A validation error carries the record as mapped (``partial_record``), so that intake
+        can still apply a cancellation that names a held referral and little else.
+        """
         env = Env(root=message, index=ResourceIndex(message))
         state = MapState(self.compiled.timezone, describe=lambda t: self._describe(t, env))
-        record = self._program(message, env, state)  # sections in _SECTIONS order
+        v2 = self.compiled.format == "hl7v2"
+        try:
+            record = self._program(message, env, state)  # sections in _SECTIONS order
+        except InvalidContent as exc:
+            raise self._nhs_number_located(exc, env, v2) from None
+        numbers = identity.nhs_numbers(env, v2)
+        identity.check_one_nhs_number(numbers)
         provenance = record.setdefault("provenance", {})
         provenance["source_system"] = self.source
         provenance["mapping_version"] = self.version
-        if self.compiled.format == "hl7v2":
+        elements = identity.elements(record, env, numbers, v2, lambda i: self._where(i, env))
+        if elements:
+            provenance["elements"] = elements
+        if v2:
             self._unused_segments(message, state)
         else:
             self._unused(env, state)
+        settle_risks(record)
+        quality = not_stated(record)
+        if quality:
+            record["data_quality"] = quality
         record["diagnostics"] = state.diagnostics
         try:
-            validate_record(record)
+            try:
+                validate_record(record)
+            except GatewayError as exc:
+                raise self._located(exc, env) from None
+            identity.check_birth_date(record, elements.get("person.date_of_birth", ""))
+            self._required(record, quality, env)
         except GatewayError as exc:
-            raise self._located(exc, env) from None
+            exc.partial_record = record  # type: ignore[attr-defined]
+            raise
         return record
+
+    def _nhs_number_located(self, exc: InvalidContent, env: Env, v2: bool) -> GatewayError:
+        """An NHS number refusal pointed at the very identifier that failed, when found."""
+        if exc.message.startswith("NHS number"):
+            numbers = identity.nhs_numbers(env, v2)
+            identity.check_one_nhs_number(numbers)
+            where = identity.invalid_nhs_number_location(numbers)
+            if where:
+                exc.expression = where
+        return exc
+
+    def _required(self, record: dict[str, Any], quality: list[dict[str, str]], env: Env) -> None:
+        """Refuse a record that leaves out an item this source's mapping requires."""
+        if not self.compiled.require:
+            return
+        missing = {q["item"] for q in quality}
+        for item in self.compiled.require:
+            if item in missing or _absent(record, item):
+                where = self._where(item, env) or item
+                raise RequiredMissing(
+                    f"{item} is required by the {self.source} mapping and is missing (from {where})",
+                    expression=where,
+                )
+
+    def _where(self, item: str, env: Env) -> str:
+        """The sender's element a record item's rule reads, or "" when no rule reads one."""
+        target = item
+        rule = self._targets.get(target)
+        while rule is None and "." in target:
+            target = target.rsplit(".", 1)[0]
+            rule = self._targets.get(target)
+        if rule is None:
+            # A section: the first rule inside it that reads the message.
+            rule = next((r for t, r in self._targets.items() if t.startswith(item + ".")), None)
+        path = None if rule is None else (rule.source or rule.each)
+        return self._describe(path.text, env) if path is not None else ""
 
     def _unused(self, env: Env, state: MapState) -> None:
         """Diagnose bundle entries no rule reached and context elements no rule reads."""
@@ -119,12 +181,15 @@ class Mapping:
             name = match.group(1)
             col = env.contexts.get(name)
             if col and isinstance(col[0], dict) and col[0].get("resourceType"):
-                return str(col[0]["resourceType"])
+                return identity.resource_location(env, col[0])
             ctx = self._contexts.get(name)
             return self._describe(ctx.path.text, env) if ctx else match.group(0)
 
-        first = text.split("|")[0].strip()
-        return _CONTEXT_REF.sub(swap, first)
+        first = _CONTEXT_REF.sub(swap, text.split("|")[0].strip())
+        if self.compiled.format == "hl7v2":
+            # HL7 locations are written SEG-N (PID-3), not SEG.N.
+            return _V2_FIELD.sub(r"\1-\2", first)
+        return first
 
     def _located(self, exc: GatewayError, env: Env) -> GatewayError:
         """A record validation error re-pointed at the message element the rule reads."""
@@ -133,12 +198,23 @@ class Mapping:
         while rule is None and "." in target:
             target = target.rsplit(".", 1)[0]
             rule = self._targets.get(target)
-        if rule is not None and rule.source is not None:
-            where = self._describe(rule.source.text, env)
+        path = None if rule is None else (rule.source or rule.each)
+        if path is not None:
+            where = self._describe(path.text, env)
             exc.message = f"{exc.message} (from {where})"
             exc.args = (exc.message,)
             exc.expression = where
         return exc
+
+
+def _absent(record: dict[str, Any], item: str) -> bool:
+    """Whether the dotted record item is missing or empty."""
+    node: Any = record
+    for part in item.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+        if node in (None, "", [], {}):
+            return True
+    return False
 
 
 def _keys_of(names: frozenset[str]) -> frozenset[str]:

@@ -95,6 +95,11 @@ MAPPING_FILE_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {"type": "string", "pattern": r"^[A-Z][A-Za-z0-9]*(\.\w+)?$"},
         },
+        # Record items this source's referrals must state (stricter policy as data).
+        "require": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[a-z_]+(\.[a-z_]+)*$"},
+        },
     },
 }
 CODEMAP_FILE_SCHEMA: dict[str, Any] = {

@@ -108,6 +108,16 @@ class Case:
     content_type: str = FHIR_JSON
 
 
+def _patient_location(source: str) -> str:
+    """Where a fixture's Patient is, as a FHIRPath into the message as sent."""
+    doc = fixture_doc(source)
+    if doc["resourceType"] == "Bundle":
+        position, _ = entry(doc, "Patient")
+        return f"Bundle.entry[{position}].resource"
+    kinds = [r["resourceType"] for r in doc.get("contained", [])]
+    return f"{doc['resourceType']}.contained[{kinds.index('Patient')}]"
+
+
 def _edited(source: str, edit: Callable[[dict[str, Any]], Any]) -> bytes:
     doc = fixture_doc(source)
     edit(doc)
@@ -158,6 +168,48 @@ def _searchset(doc: dict[str, Any]) -> None:
     doc["type"] = "searchset"
 
 
+def _event(system: str | None = None, code: str | None = None) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        coding = doc["entry"][0]["resource"]["eventCoding"]
+        coding.update({k: v for k, v in (("system", system), ("code", code)) if v is not None})
+
+    return edit
+
+
+REPEAT = "@@REPEATED-KEY@@"
+
+
+def _repeated(
+    source: str, pick: Callable[[dict[str, Any]], dict[str, Any]], key: str, second: Any
+) -> bytes:
+    """The fixture with ``key`` given twice in the object ``pick`` finds: as sent, then
+    ``second`` (the one a last-wins reader keeps)."""
+    doc = fixture_doc(source)
+    target = pick(doc)
+    assert key in target
+    target[REPEAT] = second
+    body = dumps(doc)
+    assert body.count(REPEAT.encode()) == 1
+    return body.replace(f'"{REPEAT}"'.encode(), f'"{key}"'.encode())
+
+
+def _other_patient_identifier() -> list[dict[str, str]]:
+    """A second, valid NHS number: the one a last-wins reader would file the referral under."""
+    other = nhs_number.synthetic(201)
+    assert nhs_number.is_valid(other)
+    return [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": other}]
+
+
+def _extension_on_referral(extension: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        referral_of(doc)["extension"] = [extension]
+
+    return edit
+
+
+EXT = "https://example.org/fhir/StructureDefinition/test-extension"
+
+
 def _deep_json(source: str, depth: int = 10_000) -> bytes:
     """The fixture with an extension nested ``depth`` deep on the ServiceRequest."""
     doc = fixture_doc(source)
@@ -197,6 +249,7 @@ LAUGHS = (
 def _cases() -> list[Case]:
     uk = fixture_bytes("uk-core")
     sr_position, _ = entry(fixture_doc("uk-core"), "ServiceRequest")
+    patient_at, _ = entry(fixture_doc("uk-core"), "Patient")
     cases = [
         Case("malformed-json", "uk-core", MESSAGE, uk[: len(uk) // 2], 400, "structure", None),
         Case("empty-body", "uk-core", MESSAGE, b"", 400, "structure", None),
@@ -224,7 +277,7 @@ def _cases() -> list[Case]:
             "vision",
             SERVICE_REQUEST,
             _edited("vision", _without_subject),
-            422,
+            400,
             "required",
             "ServiceRequest.subject",
         ),
@@ -233,18 +286,18 @@ def _cases() -> list[Case]:
             "uk-core",
             MESSAGE,
             _edited("uk-core", _without_subject),
-            422,
+            400,
             "required",
-            "ServiceRequest.subject",
+            f"Bundle.entry[{sr_position}].resource.subject",
         ),
         Case(
             "patient-without-nhs-number-or-name",
             "uk-core",
             MESSAGE,
             _edited("uk-core", _anonymous),
-            422,
+            400,
             "required",
-            "Patient.name",
+            f"{_patient_location('uk-core')}.name",
         ),
         *(
             Case(
@@ -252,9 +305,9 @@ def _cases() -> list[Case]:
                 source,
                 endpoint_of(source),
                 _edited(source, _bad_check_digit),
-                422,
+                400,
                 "invalid",
-                "Patient.identifier",
+                f"{_patient_location(source)}.identifier[0].value",
             )
             for source in ("emis-web", "systmone", "uk-core", "vision")
         ),
@@ -313,7 +366,136 @@ def _cases() -> list[Case]:
             _edited("emis-web", _wrong_event),
             422,
             "not-supported",
-            "Bundle.entry[0].resource.eventCoding",
+            "Bundle.entry[0].resource.eventCoding.code",
+        ),
+        *(
+            Case(
+                f"bars-event-{name}",
+                "uk-core",
+                MESSAGE,
+                _edited("uk-core", edit),
+                422,
+                "not-supported",
+                f"Bundle.entry[0].resource.eventCoding.{element}",
+            )
+            for name, edit, element in (
+                ("response", _event(code="servicerequest-response"), "code"),
+                ("booking-request", _event(code="booking-request"), "code"),
+                ("booking-response", _event(code="booking-response"), "code"),
+                ("wrong-system", _event(system="https://example.org/message-events"), "system"),
+                ("fhir-core-system", _event(system="http://hl7.org/fhir/message-events"), "system"),
+            )
+        ),
+        *(
+            Case(
+                f"patient-identifier-twice-{source}",
+                source,
+                endpoint_of(source),
+                _repeated(source, patient_of, "identifier", _other_patient_identifier()),
+                400,
+                "structure",
+                where,
+            )
+            for source, where in (
+                ("uk-core", f"Bundle.entry[{patient_at}].resource.identifier"),
+                (
+                    "emis-web",
+                    f"Bundle.entry[{entry(fixture_doc('emis-web'), 'Patient')[0]}]"
+                    ".resource.identifier",
+                ),
+                (
+                    "systmone",
+                    f"Bundle.entry[{entry(fixture_doc('systmone'), 'Patient')[0]}]"
+                    ".resource.identifier",
+                ),
+                ("vision", "ServiceRequest.contained[0].identifier"),
+            )
+        ),
+        Case(
+            "identifier-system-twice-deep",
+            "uk-core",
+            MESSAGE,
+            _repeated(
+                "uk-core",
+                lambda d: referral_of(d)["identifier"][0],
+                "system",
+                "https://example.org/another-system",
+            ),
+            400,
+            "structure",
+            f"Bundle.entry[{sr_position}].resource.identifier[0].system",
+        ),
+        Case(
+            "coding-code-twice-deep-in-extension",
+            "uk-core",
+            MESSAGE,
+            _repeated(
+                "uk-core",
+                lambda d: patient_of(d)["identifier"][0]["extension"][0]["valueCodeableConcept"][
+                    "coding"
+                ][0],
+                "code",
+                "02",
+            ),
+            400,
+            "structure",
+            f"Bundle.entry[{patient_at}].resource.identifier[0].extension[0]"
+            ".valueCodeableConcept.coding[0].code",
+        ),
+        Case(
+            "bundle-type-twice",
+            "uk-core",
+            MESSAGE,
+            _repeated("uk-core", lambda d: d, "type", "message"),
+            400,
+            "structure",
+            "Bundle.type",
+        ),
+        Case(
+            "extension-without-url",
+            "uk-core",
+            MESSAGE,
+            _edited("uk-core", _extension_on_referral({"valueString": "no url"})),
+            400,
+            "invariant",
+            f"Bundle.entry[{sr_position}].resource.extension[0]",
+        ),
+        Case(
+            "extension-with-two-values",
+            "vision",
+            SERVICE_REQUEST,
+            _edited(
+                "vision",
+                _extension_on_referral({"url": EXT, "valueString": "a", "valueBoolean": True}),
+            ),
+            400,
+            "invariant",
+            "ServiceRequest.extension[0].valueBoolean",
+        ),
+        Case(
+            "extension-with-value-and-extensions",
+            "uk-core",
+            MESSAGE,
+            _edited(
+                "uk-core",
+                _extension_on_referral(
+                    {"url": EXT, "valueString": "a", "extension": [{"url": "x", "valueCode": "b"}]}
+                ),
+            ),
+            400,
+            "invariant",
+            f"Bundle.entry[{sr_position}].resource.extension[0].extension",
+        ),
+        Case(
+            "nested-extension-without-url",
+            "uk-core",
+            MESSAGE,
+            _edited(
+                "uk-core", _extension_on_referral({"url": EXT, "extension": [{"valueCode": "b"}]})
+            ),
+            400,
+            "invariant",
+            f"Bundle.entry[{sr_position}].resource.extension[0].extension[0]",
         ),
         Case(
             "two-servicerequests",
@@ -442,12 +624,25 @@ def assert_refused(response: Any, status: int, code: str, expression: str | None
     assert issue["severity"] == "error"
     assert issue["code"] == code
     assert issue["details"]["text"].strip()
+    # The BaRS error shape: an http-error code beside the text, agreeing with the status.
+    [coding] = issue["details"]["coding"]
+    assert coding == {"system": HTTP_ERROR_CODES, "code": BARS_CODES[status]}
     if expression is None:
         assert "expression" not in issue
     else:
         [named] = issue["expression"]
         assert named == expression or named.startswith(expression + "."), named
     return issue  # type: ignore[no-any-return]
+
+
+HTTP_ERROR_CODES = "https://fhir.nhs.uk/Codesystem/http-error-codes"
+#: The BaRS http-error code each refusal status carries (413 and 415 have none of their own).
+BARS_CODES = {
+    400: "REC_BAD_REQUEST",
+    413: "REC_UNPROCESSABLE_ENTITY",
+    415: "REC_BAD_REQUEST",
+    422: "REC_UNPROCESSABLE_ENTITY",
+}
 
 
 def referral_count(gw: Gateway) -> int:
@@ -592,3 +787,41 @@ def test_every_refusal_is_kept_on_every_store(any_gateway: Gateway) -> None:
     assert [(r.body, r.http_status, r.body_truncated) for r in rows] == sent
     assert {r.status for r in rows} == {"rejected"}
     assert referral_count(any_gateway) == 0
+
+
+def test_a_refused_duplicate_patient_identifier_files_nothing_under_either_number(
+    gateway: Gateway,
+) -> None:
+    body = _repeated("uk-core", patient_of, "identifier", _other_patient_identifier())
+    response = gateway.post(MESSAGE, body, "uk-core")
+    patient_at, _ = entry(fixture_doc("uk-core"), "Patient")
+    issue = assert_refused(
+        response, 400, "structure", f"Bundle.entry[{patient_at}].resource.identifier"
+    )
+    assert "identifier" in issue["details"]["text"]
+    assert referral_count(gateway) == 0
+    # The same message without the repeat is accepted: only the repeat was refused.
+    assert gateway.post(MESSAGE, fixture_bytes("uk-core"), "uk-core").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["since=\u00b2", "since=1\u00b2", "limit=\u0663", "since=\uff11"])
+def test_non_ascii_digits_in_the_feed_query_are_refused_not_a_fault(
+    gateway: Gateway, query: str
+) -> None:
+    name, _, value = query.partition("=")
+    value = value.encode().decode("unicode_escape")
+    response = gateway.client.get(
+        "/records",
+        query_string={name: value},
+        headers={"Authorization": f"Bearer {gateway.platform_key}"},
+    )
+    assert_refused(response, 400, "structure", name)
+
+
+def test_non_ascii_digit_in_a_record_version_is_refused(gateway: Gateway) -> None:
+    response = gateway.client.get(
+        "/records/some-record",
+        query_string={"version": "\u00b9"},
+        headers={"Authorization": f"Bearer {gateway.platform_key}"},
+    )
+    assert_refused(response, 400, "structure", "version")

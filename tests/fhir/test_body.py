@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
+from gateway import nhs_number
 from gateway.errors import GatewayError, InvalidMessage, PayloadTooLarge, UnsupportedMediaType
 from gateway.fhir.body import decode_body, media_type_of
 
@@ -153,3 +157,96 @@ def test_json_sent_as_xml_is_invalid() -> None:
 def test_garbage_raises_only_gateway_errors(raw: bytes, content_type: str | None) -> None:
     with pytest.raises(GatewayError):
         decode_body(raw, content_type)
+
+
+# ----------------------------------------------------------------------------- repeated keys
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+JSON = "application/fhir+json"
+
+
+def refused_at(raw: bytes) -> str | None:
+    """The expression of the refusal of ``raw``; the test fails if it is accepted."""
+    with pytest.raises(InvalidMessage, match="more than once") as info:
+        decode_body(raw, JSON)
+    assert info.value.status == 400
+    assert info.value.issue_code == "structure"
+    return info.value.expression
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'{"resourceType": "Patient", "id": "a", "id": "b"}', "Patient.id"),
+        (b'{"resourceType":"Patient","resourceType":"Patient"}', "Patient.resourceType"),
+        (
+            b'{"resourceType": "Patient", "identifier": [{"value": "1"}, '
+            b'{"system": "s", "value": "2", "system": "t"}]}',
+            "Patient.identifier[1].system",
+        ),
+        (
+            b'{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient"}}, '
+            b'{"resource": {"resourceType": "Patient", "name": [{"given": ["A"], '
+            b'"given": ["B"]}]}}]}',
+            "Bundle.entry[1].resource.name[0].given",
+        ),
+        # Whitespace before the colon, and the same key differently escaped.
+        (
+            b'{"resourceType": "Patient", "gender" : "male", "gender"\n:\t"female"}',
+            "Patient.gender",
+        ),
+        (
+            b'{"resourceType": "Patient", "gender": "male", "g\\u0065nder": "female"}',
+            "Patient.gender",
+        ),
+        # A repeat trying to hide behind an escaped colon elsewhere.
+        (b'{"resourceType": "Patient", "id": "a\\u003a", "id": "b"}', "Patient.id"),
+        (b'{"resourceType": "Patient", "id": "a\\u003A", "id": "b:"}', "Patient.id"),
+        # A repeat whose dropped value is an object with keys of its own.
+        (
+            b'{"resourceType": "Patient", "maritalStatus": {"text": "x"}, "maritalStatus": {}}',
+            "Patient.maritalStatus",
+        ),
+    ],
+)
+def test_a_repeated_key_is_refused_naming_it(raw: bytes, where: str) -> None:
+    assert refused_at(raw) == where
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"resourceType": "Patient", "id": "a:b", "name": [{"text": "10:30 \\"quoted\\": yes"}]}',
+        b'{"resourceType": "Patient", "id": "a\\u003ab"}',
+        b'{"resourceType": "Patient", "id": "\\\\u003a"}',  # a backslash, then the text u003a
+        b'{"resourceType": "Patient", "a:b": 1, "name": [{"given": ["x"]}, {"given": ["x"]}]}',
+        b'{"resourceType" : "Patient" , "id" : "x"}',
+    ],
+)
+def test_the_same_key_in_different_objects_or_colons_in_text_are_not_repeats(raw: bytes) -> None:
+    assert decode_body(raw, JSON)["resourceType"] == "Patient"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(FIXTURES.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_every_fixture_is_proved_free_of_repeats_without_the_slow_pass(path: Path) -> None:
+    from gateway.fhir.body import _surely_unique_keys
+
+    raw = path.read_bytes()
+    value = orjson.loads(raw)
+    assert _surely_unique_keys(raw, value, b"\\" in raw)
+
+
+def test_a_repeated_key_in_a_complete_referral_names_the_patient_identifier() -> None:
+    raw = (FIXTURES / "uk-core" / "01-new-referral.json").read_bytes()
+    doc = orjson.loads(raw)
+    position = next(
+        i for i, e in enumerate(doc["entry"]) if e["resource"]["resourceType"] == "Patient"
+    )
+    patient = doc["entry"][position]["resource"]
+    other = nhs_number.synthetic(202)
+    patient["@@"] = [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": other}]
+    body = orjson.dumps(doc, option=orjson.OPT_INDENT_2).replace(b'"@@"', b'"identifier"')
+    assert orjson.loads(body)["entry"][position]["resource"]["identifier"][0]["value"] == other
+    assert refused_at(body) == f"Bundle.entry[{position}].resource.identifier"

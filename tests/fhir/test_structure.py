@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import InvalidMessage
+from gateway.errors import BrokenInvariant, InvalidMessage
 from gateway.fhir.structure import (
     ELEMENTS_FILE,
     check_resource,
@@ -414,3 +414,66 @@ def test_fast_check_and_full_walk_agree_on_damaged_bundles() -> None:
             walked = False
         if _fits(bundle, table.fast["Bundle"]):
             assert walked, bundle
+
+
+# ----------------------------------------------------------------------------- extensions
+
+EXT = "https://example.org/fhir/StructureDefinition/test-extension"
+
+
+def _with_extension(extension: Any, on_name: bool = False) -> dict[str, Any]:
+    """The referral Bundle with one extension on its ServiceRequest (or a primitive's _ twin)."""
+    bundle = referral_bundle()
+    resource = bundle["entry"][0]["resource"]
+    if on_name:
+        resource["_status"] = {"extension": [extension]}
+    else:
+        resource["extension"] = [extension]
+    return bundle
+
+
+@pytest.mark.parametrize(
+    "extension",
+    [
+        {"url": EXT, "valueString": "one value"},
+        {"url": EXT, "extension": [{"url": "part", "valueCode": "a"}]},
+        {"url": EXT, "valueString": "a", "_valueString": {"id": "v"}},
+        {"url": EXT},  # neither value nor extensions: lenient, as real senders send them
+    ],
+)
+def test_well_formed_extensions_pass(extension: dict[str, Any]) -> None:
+    check_resource(_with_extension(extension))
+    check_resource(_with_extension(extension, on_name=True))
+
+
+@pytest.mark.parametrize(
+    ("extension", "where", "text"),
+    [
+        ({"valueString": "no url"}, "extension[0]", "url"),
+        ({"url": EXT, "valueString": "a", "valueCode": "b"}, "extension[0].valueCode", "one"),
+        (
+            {"url": EXT, "valueBoolean": True, "extension": [{"url": "p", "valueCode": "a"}]},
+            "extension[0].extension",
+            "not both",
+        ),
+        ({"url": EXT, "extension": [{"valueCode": "a"}]}, "extension[0].extension[0]", "url"),
+    ],
+)
+def test_broken_extensions_are_refused_naming_the_element(
+    extension: dict[str, Any], where: str, text: str
+) -> None:
+    for on_name, prefix in ((False, ""), (True, "_status.")):
+        with pytest.raises(BrokenInvariant, match=text) as info:
+            check_resource(_with_extension(copy.deepcopy(extension), on_name))
+        assert info.value.expression == f"Bundle.entry[0].resource.{prefix}{where}"
+        assert info.value.status == 400
+        assert info.value.issue_code == "invariant"
+
+
+def test_a_broken_extension_deep_in_a_datatype_is_found() -> None:
+    bundle = referral_bundle()
+    subject = bundle["entry"][0]["resource"]["subject"]
+    subject["extension"] = [{"url": EXT, "valueString": "a", "valueInteger": 1}]
+    with pytest.raises(BrokenInvariant) as info:
+        check_resource(bundle)
+    assert info.value.expression == "Bundle.entry[0].resource.subject.extension[0].valueInteger"

@@ -66,13 +66,12 @@ def test_ack_code(error: GatewayError | None, code: str) -> None:
     assert ack_of(incoming(), error).value("MSA", 1) == code
 
 
-@pytest.mark.parametrize(
-    "error",
-    [UnsupportedMediaType("send x-application/hl7-v2+er7"), PayloadTooLarge("too big")],
-    ids=["415", "413"],
-)
-def test_transport_refusals_are_application_rejects(error: GatewayError) -> None:
-    assert ack_code(error) == "AR"
+def test_a_wrong_media_type_is_an_application_reject() -> None:
+    assert ack_code(UnsupportedMediaType("send x-application/hl7-v2+er7")) == "AR"
+
+
+def test_too_large_is_an_error_not_a_reject_since_a_resend_cannot_succeed() -> None:
+    assert ack_code(PayloadTooLarge("too big")) == "AE"
 
 
 # ----------------------------------------------------------------------------- MSH and MSA
@@ -237,6 +236,26 @@ def test_error_location() -> None:
     assert error_location("MSH.10") == ("MSH", "10", "")
     assert error_location("segment[3]") == ("", "", "")
     assert error_location(None) == ("", "", "")
+
+
+@pytest.mark.parametrize(
+    ("expression", "where"),
+    [
+        ("PID-3", "PID^1^3^^"),
+        ("PID-3.1", "PID^1^3^^1"),
+        ("PID-3[2].1", "PID^1^3^2^1"),
+        ("OBX[2]-5", "OBX^2^5^^"),
+        ("PID.3.where(5 = 'NH').1", "PID^1^3^^"),
+    ],
+)
+def test_hl7_locations_fill_err_2_with_sequence_repetition_and_component(
+    expression: str, where: str
+) -> None:
+    error = InvalidContent("wrong", expression=expression)
+    ack = build_ack(incoming(), error)
+    err = next(line for line in ack.split(b"\r") if line.startswith(b"ERR"))
+    assert err.split(b"|")[2].decode() == where
+    assert error_location(expression)[0] == expression[:3]
 
 
 # ----------------------------------------------------------------------------- other readers

@@ -19,7 +19,15 @@ from hl7apy.parser import parse_message
 from support import FIXTURES
 
 from gateway.errors import GatewayError, InvalidMessage, NotSupported
-from gateway.hl7v2.er7 import ORDER_KEY, Encoding, V2Message, decode_text, parse, require_type
+from gateway.hl7v2.er7 import (
+    ORDER_KEY,
+    Encoding,
+    NotAnHl7Message,
+    V2Message,
+    decode_text,
+    parse,
+    require_type,
+)
 
 MSH = "MSH|^~\\&|GPSYS|B99002|SPGW|C99003|20261102101500||REF^I12^REF_I12|GP0001|P|2.5.1"
 
@@ -215,21 +223,32 @@ def test_a_segment_without_fields() -> None:
 
 
 @pytest.mark.parametrize("raw", [b"", b"   ", b"\r\n\r\n", b"\x0b\x1c\r"], ids=repr)
-def test_an_empty_message_is_invalid(raw: bytes) -> None:
-    with pytest.raises(InvalidMessage, match="empty") as caught:
+def test_an_empty_message_is_not_an_hl7_message(raw: bytes) -> None:
+    with pytest.raises(NotAnHl7Message, match="empty") as caught:
         parse(raw)
     assert caught.value.expression == "MSH"
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [b"PID|1||X\rMSH|^~\\&|A", b"FHS|^~\\&|A\r", b'{"resourceType": "Bundle"}', b"MSH"],
-    ids=["pid-first", "fhs", "json", "bare-msh"],
+    ("raw", "text"),
+    [
+        (b"PID|1||X\rMSH|^~\\&|A", "starts with PID, not MSH"),
+        (b"FHS|^~\\&|A\r", "batch"),
+        (b'{"resourceType": "Bundle"}', "no MSH"),
+    ],
+    ids=["pid-first", "fhs", "json"],
 )
-def test_a_message_must_start_with_msh(raw: bytes) -> None:
-    with pytest.raises(InvalidMessage, match="MSH") as caught:
+def test_a_message_must_start_with_msh(raw: bytes, text: str) -> None:
+    with pytest.raises(NotAnHl7Message, match=text) as caught:
         parse(raw)
     assert caught.value.expression == "MSH"
+
+
+def test_a_bare_msh_declares_no_encoding_characters() -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        parse(b"MSH")
+    assert not isinstance(caught.value, NotAnHl7Message)
+    assert caught.value.expression == "MSH.2"
 
 
 @pytest.mark.parametrize(
@@ -537,5 +556,5 @@ def test_a_damaged_hospital_a_date_is_refused_naming_the_field_not_a_fault() -> 
     assert damaged != raw
     with pytest.raises(GatewayError) as info:
         translate_v2(load_mappings(root / "mappings"), "hospital-a", damaged)
-    assert info.value.status == 422 and info.value.issue_code == "invalid"
-    assert info.value.expression == "PV1.45"
+    assert info.value.status == 400 and info.value.issue_code == "invalid"
+    assert info.value.expression == "PV1-45"

@@ -15,7 +15,7 @@ from hl7.client import MLLPClient
 from gateway.errors import GatewayError, StoreUnavailable
 from gateway.hl7v2.ack import build_ack
 from gateway.hl7v2.er7 import parse
-from gateway.hl7v2.mllp import MllpServer, minimal_ack, msa_code
+from gateway.hl7v2.mllp import FrameTooLarge, MllpServer, minimal_ack, msa_code
 
 SB, TRAILER = b"\x0b", b"\x1c\x0d"
 WAIT = 5.0  # upper bound on any single wait in these tests
@@ -220,7 +220,9 @@ def test_frames_split_across_writes_and_large_messages(serve: Callable[..., Mllp
         return handler(raw)
 
     server = serve(recording)
-    big = message("BIG0001", name="X" * 300_000)
+    # 300 kB in NTE segments of 50 kB each (a field stays under the 64 KiB field limit).
+    notes = b"".join(b"NTE|%d||" % i + b"X" * 50_000 + b"\r" for i in range(1, 7))
+    big = message("BIG0001") + notes
     small = message("DRIP001")
     with raw_socket(server) as sock:
         data = frame(small)
@@ -309,11 +311,14 @@ def test_a_frame_of_binary_garbage_is_handed_over_and_answered(
     with raw_socket(server) as sock:
         sock.sendall(frame(junk) + frame(b"") + frame(message("NEXT001")))
         answers = read_frames(sock, 3)
-    assert [msa_code(a) for a in answers] == ["AE", "AE", "AA"]
+    # Neither is an HL7 v2 message (no MSH): AR, as for any text that is not HL7 v2.
+    assert [msa_code(a) for a in answers] == ["AR", "AR", "AA"]
     assert received == [junk, b"", message("NEXT001")]
 
 
-def test_oversize_frame_gets_the_fallback_then_close(serve: Callable[..., MllpServer]) -> None:
+def test_oversize_frame_is_answered_then_dropped_and_the_connection_goes_on(
+    serve: Callable[..., MllpServer],
+) -> None:
     calls: list[tuple[bytes | None, BaseException | str]] = []
 
     def recording_fallback(raw: bytes | None, error: BaseException | str) -> bytes:
@@ -321,26 +326,42 @@ def test_oversize_frame_gets_the_fallback_then_close(serve: Callable[..., MllpSe
         return fallback(raw, error)
 
     server = serve(fall_back=recording_fallback, max_frame_bytes=1024)
+    huge = message("HUGE001", name="Y" * 4000)
     with raw_socket(server) as sock:
-        sock.sendall(frame(message("FITS001")) + frame(message("HUGE001", name="Y" * 4000)))
-        first, second = read_frames(sock, 2)
-        assert_closed(sock)
+        sock.sendall(frame(message("FITS001")) + frame(huge) + frame(message("AFTER01")))
+        first, second, third = read_frames(sock, 3)
     assert msa(first) == ("AA", "FITS001")
-    assert msa_code(second) == "AR"
-    assert calls == [(None, "frame larger than 1024 bytes")]
+    assert msa(second) == ("AR", "HUGE001")  # this fallback answers AR; the gateway's AE
+    assert msa(third) == ("AA", "AFTER01")
+    assert len(calls) == 1
+    prefix, error = calls[0]
+    assert prefix == huge  # all of it: under the 64 KiB kept of an oversize frame
+    assert isinstance(error, FrameTooLarge) and error.limit == 1024
 
 
-def test_oversize_frame_without_trailer_is_caught_early(
+def test_oversize_frame_without_trailer_is_answered_early_and_skipped_to_its_end(
     serve: Callable[..., MllpServer],
 ) -> None:
-    server = serve(max_frame_bytes=1024, idle_timeout=30.0)
+    answers: list[int] = []
+
+    def oversize(prefix: bytes, seen: int) -> bytes:
+        answers.append(seen)
+        return handler(b"MSH|^~\\&|A|B|C|D|20260101||ACK|X|P|2.5.1\r")
+
+    server = serve(max_frame_bytes=1024, idle_timeout=30.0, oversize=oversize)
     with raw_socket(server) as sock:
-        sock.sendall(SB + b"Z" * 5000)  # no trailer: must not wait for the idle timeout
+        sock.sendall(SB + b"Z" * 5000)  # no trailer yet: must not wait for it
         started = time.monotonic()
         (answer,) = read_frames(sock, 1)
-        assert_closed(sock)
-    assert msa_code(answer) == "AR"
-    assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 2.0
+        sock.sendall(b"Z" * 100_000)  # the rest of the frame, dropped as it comes
+        sock.sendall(b"Z\x1c")
+        time.sleep(0.05)
+        sock.sendall(b"\r" + frame(message("NEXT001")))  # trailer split across writes
+        (after,) = read_frames(sock, 1)
+    assert msa(answer) == ("AA", "X")
+    assert msa(after) == ("AA", "NEXT001")
+    assert len(answers) == 1 and answers[0] > 1024
 
 
 def test_unterminated_frame_is_answered_after_the_idle_timeout(

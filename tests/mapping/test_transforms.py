@@ -75,7 +75,7 @@ def test_nhs_number_spaces_and_hyphens_are_removed(typed: str) -> None:
 def test_nhs_number_rejects_bad_numbers_naming_the_element(bad: str) -> None:
     with pytest.raises(InvalidContent) as caught:
         nhs_number_checked(bad, state("%patient.identifier.value"))
-    assert caught.value.status == 422
+    assert caught.value.status == 400
     assert caught.value.expression == "Patient.identifier.value"
 
 
