@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import before_after
 import inprocess
 import mllp
 import orjson
@@ -125,6 +126,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=DEFAULT_SETTINGS.threads)
     parser.add_argument(
         "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk if found"
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REF",
+        help="also time translation at this git commit beside the working tree (section 0)",
     )
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
@@ -471,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
             path = write("sweep.json", report)
             print(f"\nwritten {path}")
             return 0
+        if args.before:
+            report["before_after"] = before_after.run(args.before, args.seconds)
+            before_after.report(report["before_after"])
+            print()
         if not args.skip_inprocess:
             report["inprocess"] = inprocess.run(args.seconds, args.part_seconds)
             print_inprocess(report["inprocess"])

@@ -31,16 +31,22 @@ ITEMS: tuple[tuple[str, str, str], ...] = (
 )
 
 _MISSING = object()
+_EMPTY: tuple[Any, ...] = (None, [], {})
+#: ITEMS with each path split once, and the parent that silences a child when missing.
+_CHECKS = tuple(
+    (item, tuple(item.split(".")), item.rsplit(".", 1)[0] if "." in item else None, sev, text)
+    for item, sev, text in ITEMS
+)
 
 
-def _lookup(record: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path, or _MISSING when it or a parent is absent or empty."""
+def _lookup(record: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    """The value at a split path, or _MISSING when it or a parent is absent or empty."""
     node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, dict):
+    for part in parts:
+        if type(node) is not dict:
             return _MISSING
         node = node.get(part, _MISSING)
-        if node is _MISSING or node is None or node == [] or node == {}:
+        if node is _MISSING or node in _EMPTY:
             return _MISSING
     return node
 
@@ -49,10 +55,10 @@ def not_stated(record: dict[str, Any]) -> list[dict[str, str]]:
     """The data_quality entries for ``record``: each M or R item its sender did not state."""
     out: list[dict[str, str]] = []
     missing: set[str] = set()
-    for item, severity, message in ITEMS:
-        if "." in item and item.rsplit(".", 1)[0] in missing:
+    for item, parts, parent, severity, message in _CHECKS:
+        if parent in missing:
             continue
-        if _lookup(record, item) is _MISSING:
+        if _lookup(record, parts) is _MISSING:
             missing.add(item)
             out.append(
                 {"item": item, "state": "not-stated", "severity": severity, "message": message}

@@ -69,9 +69,13 @@ def _v2_nhs_numbers(pid: dict[str, Any]) -> list[tuple[str, str]]:
         if not isinstance(rep, dict):
             continue
         authority = rep.get("4")
-        if isinstance(authority, dict):
-            authority = authority.get("1")
-        if rep.get("5") == "NH" or authority in _V2_NHS_AUTHORITIES:
+        # HD: a namespace id (NHS) in part 1, or the NHS OID as universal id in part 2.
+        names = (
+            (authority.get("1"), authority.get("2"))
+            if isinstance(authority, dict)
+            else (authority,)
+        )
+        if rep.get("5") == "NH" or any(n in _V2_NHS_AUTHORITIES for n in names):
             value = rep.get("1")
             if isinstance(value, str) and value.strip():
                 where = f"PID-3[{position}].1" if len(reps) > 1 else "PID-3.1"

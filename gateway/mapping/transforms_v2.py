@@ -21,6 +21,11 @@ CODE_SYSTEMS = {
     "I10": "http://hl7.org/fhir/sid/icd-10",
     "LN": "http://loinc.org",
     "UCUM": "http://unitsofmeasure.org",
+    "SNOMED": "http://snomed.info/sct",
+    "SNOMED-CT": "http://snomed.info/sct",
+    "2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "LOINC": "http://loinc.org",
+    "2.16.840.1.113883.6.1": "http://loinc.org",
     "READ": "http://read.info/readv2",
     "RD2": "http://read.info/readv2",
 }
@@ -30,11 +35,11 @@ _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+
 
 def _part(value: Any, number: str = "1") -> str:
     """One component (or sub-component 1 of it) as stripped text."""
-    if isinstance(value, dict):
-        value = value.get(number, "")
-        if isinstance(value, dict):
-            value = value.get("1", "")
-    return value.strip() if isinstance(value, str) else ""
+    if type(value) is dict:
+        value = value.get(number)
+        if type(value) is dict:
+            value = value.get("1")
+    return value.strip() if type(value) is str else ""
 
 
 @transform("v2_date")
@@ -127,21 +132,47 @@ def v2_address(value: Any, state: MapState) -> dict[str, Any] | None:
 
 @transform("v2_telecom", collection=True)
 def v2_telecom(values: list[Any], state: MapState) -> dict[str, str] | None:
-    """XTN repetitions as {phone, mobile, email}: NET/Internet is email, CP a mobile."""
+    """XTN repetitions as {phone, mobile, email, sms, preferred}; see ``_telecom_kind``."""
     out: dict[str, str] = {}
+    best: tuple[float, str] | None = None
     for rep in values:
         if not isinstance(rep, dict):
             continue
-        use, kind = _part(rep, "2"), _part(rep, "3")
-        if use == "NET" or kind in ("Internet", "X.400"):
-            email = _part(rep, "4") or _part(rep, "1")
-            if email:
-                out.setdefault("email", email)
+        kind, address = _telecom_kind(rep)
+        if not address:
             continue
-        number = _part(rep, "1") or _part(rep, "12") or _part(rep, "7")
-        if number:
-            out.setdefault("mobile" if kind == "CP" else "phone", number)
+        out.setdefault(kind, address)
+        if kind == "sms":
+            out.setdefault("mobile", address)
+        order = _preference(rep) if "18" in rep else None
+        if order is not None and (best is None or order < best[0]):
+            best = (order, kind)
+    if best is not None:
+        out["preferred"] = best[1]
     return out or None
+
+
+def _telecom_kind(rep: dict[str, Any]) -> tuple[str, str]:
+    """What one XTN is and its address: use NET or equipment Internet/X.400 is an email
+    (component 4, else 1); a number marked for texts (equipment SMS, or any-text XTN-9
+    starting "SMS") is an sms; equipment CP a mobile; anything else a phone (component 1,
+    else 12, else 7)."""
+    use, kind = _part(rep, "2"), _part(rep, "3")
+    if use == "NET" or kind in ("Internet", "X.400"):
+        return "email", _part(rep, "4") or _part(rep, "1")
+    number = _part(rep, "1") or _part(rep, "12") or _part(rep, "7")
+    if kind.upper() == "SMS" or ("9" in rep and _part(rep, "9").upper().startswith("SMS")):
+        return "sms", number
+    return ("mobile" if kind == "CP" else "phone"), number
+
+
+def _preference(rep: dict[str, Any]) -> float | None:
+    """XTN-18 (preference order, v2.7 and later) as a number; lowest is preferred."""
+    text = _part(rep, "18")
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 @transform("v2_coding")

@@ -206,13 +206,13 @@ def test_a_control_id_is_per_sending_facility(any_gateway: Gateway) -> None:
 
 
 def test_a_corrected_resend_after_an_error_is_processed(any_gateway: Gateway) -> None:
-    broken = (FIXTURES / "hospital-a" / "06-missing-zsp.hl7").read_bytes()
+    # Consent coded outside the consent map (ZSP-1 "X") is refused; the sender corrects it.
+    base = (FIXTURES / "hospital-a" / "06-missing-zsp.hl7").read_bytes()
+    zsp = b"|20260806|Getting back to the pigeon club|Short of breath||01632 960501^WPN^PH\r"
+    broken = base + b"ZSP|X" + zsp
     first = post(any_gateway, "hospital-a", broken)
     assert msa(first) == "AE"
-    corrected = (
-        broken
-        + b"ZSP|Y|20260806|Getting back to the pigeon club|Short of breath||01632 960501^WPN^PH\r"
-    )
+    corrected = base + b"ZSP|Y" + zsp
     fixed = post(any_gateway, "hospital-a", corrected)
     ack = ack_of(fixed)
     assert ack.value("MSA", 1) == "AA"
@@ -223,7 +223,7 @@ def test_a_corrected_resend_after_an_error_is_processed(any_gateway: Gateway) ->
         ("accepted", "PASA000160"),
     ]
     record = record_of(any_gateway, rows[1].referral_id)["record"]
-    assert record["consent"] == {"information_sharing": "given"}
+    assert record["consent"] == {"information_sharing": "given", "date": "2026-08-06"}
     assert record["risks"]["items"] == [{"text": "Short of breath"}]
     # Both answers stand: each exact message gets its own answer again.
     assert post(any_gateway, "hospital-a", corrected).data == fixed.data
