@@ -13,13 +13,14 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, InvalidMessage, NotSupported
+from gateway.errors import GatewayError, InvalidMessage, NotSupported, StoreUnavailable
 from gateway.fhir.body import decode_body
 from gateway.fhir.structure import check_resource
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
 from gateway.store.messages import InboundMessage, store_rejected
 from gateway.store.referrals import OnStored, Stored, store_referral
+from gateway.withdrawal import check_held, is_withdrawal, withdrawn_record
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,24 @@ class ReferralIntake(Intake):
     def receive(self, message: InboundMessage, expected: tuple[str, ...]) -> Received:
         """Take one message end to end; on any error the raw message is kept first."""
         try:
-            resource, record, shape = self.translate(message, expected)
+            try:
+                resource, record, shape = self.translate(message, expected)
+            except GatewayError as exc:
+                # A cancellation or delete naming a held referral needs nothing else.
+                partial = getattr(exc, "partial_record", None)
+                if partial is None or not is_withdrawal(partial):
+                    raise
+                resource = decode_body(message.body, message.content_type)
+                shape = shape_of(resource)
+                record = withdrawn_record(self.db, message.source, partial)
+            else:
+                if is_withdrawal(record):
+                    check_held(self.db, message.source, record)
+            stored = store_referral(
+                self.db, message, record, content_sha256(record), self.on_stored
+            )
+        except StoreUnavailable:
+            raise
         except GatewayError as exc:
             self.reject(message, exc, "rejected")
             raise
@@ -202,7 +220,6 @@ class ReferralIntake(Intake):
             fault = InternalFault("the gateway could not process this message; it has been kept")
             self.reject(message, fault, "failed")
             raise fault from exc
-        stored = store_referral(self.db, message, record, content_sha256(record), self.on_stored)
         log.info(
             "referral %s from %s: record %s v%d (%s)",
             message.source_message_id,

@@ -22,6 +22,7 @@ from gateway.referral import Intake, InternalFault, content_sha256
 from gateway.store.messages import InboundMessage, store_rejected
 from gateway.store.models import Message
 from gateway.store.referrals import store_referral
+from gateway.withdrawal import check_held, is_withdrawal, withdrawn_record
 
 log = logging.getLogger(__name__)
 _MESSAGES = cast(Table, Message.__table__)
@@ -83,7 +84,19 @@ class V2Intake(Intake):
             inbound.control_id = parsed.control_id or None
             inbound.source_message_id = parsed.control_id or None
             inbound.dedup_key = dedup_key(parsed) if parsed.control_id else None
-            record = translate_parsed(self.mappings, source, parsed, raw)
+            try:
+                record = translate_parsed(self.mappings, source, parsed, raw)
+            except GatewayError as exc:
+                # A cancellation naming a held referral needs nothing else.
+                partial = getattr(exc, "partial_record", None)
+                if partial is None or not is_withdrawal(partial):
+                    raise
+                record = withdrawn_record(self.db, source, partial)
+            else:
+                if is_withdrawal(record):
+                    check_held(self.db, source, record)
+        except StoreUnavailable as exc:
+            return build_ack(parsed, exc)
         except GatewayError as exc:
             # The same bytes get the same answer as before (an accepted resend is found again
             # when it is stored, below, so a new message pays for no extra look-up).
@@ -102,6 +115,8 @@ class V2Intake(Intake):
             )
         except StoreUnavailable as exc:
             return build_ack(parsed, exc)
+        except GatewayError as exc:  # another person under a held referral identifier
+            return self._refuse(inbound, parsed, exc)
         if stored.repeat == "key-reused":
             replay = self._replay(inbound)  # refused before: the same refusal again
             if replay is not None:

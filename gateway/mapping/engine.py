@@ -102,7 +102,8 @@ class Mapping:
             if item in missing or _absent(record, item):
                 where = self._where(item, env) or item
                 raise RequiredMissing(
-                    f"{item} is required by the {self.source} mapping and is missing (from {where})",
+                    f"{item} is required by the {self.source} mapping and is missing"
+                    f" (from {where})",
                     expression=where,
                 )
 

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
-from gateway.errors import NotFound, StoreUnavailable
+from gateway.errors import Conflict, NotFound, StoreUnavailable
 from gateway.store.database import Database
 from gateway.store.direct import Direct, Sql
 from gateway.store.messages import InboundMessage, message_values
@@ -91,6 +91,10 @@ def store_referral(
         repeat, referral = _repeat(sql, message, identifier, content_sha256)
         if repeat is not None:
             return repeat
+        if referral is not None:
+            held = _version_row(sql, referral[0], referral[1])
+            if held is not None:
+                check_same_referral(orjson.loads(held[2]), record)
         stored = _insert(sql, message, referral, rows, record)
         if on_stored is not None:
             on_stored(conn, _envelope_of(stored, message.source, rows[1]))
@@ -151,6 +155,58 @@ _NEW_VERSION = Sql(
     :record, :received_at, :message_id)""",
     dates=("received_at",),
 )
+
+
+def _differs(held: Any, new: Any) -> bool:
+    """Whether two stated values differ (case and outer spaces aside); unstated never differs."""
+    if held in (None, "") or new in (None, ""):
+        return False
+    return str(held).strip().casefold() != str(new).strip().casefold()
+
+
+def check_same_referral(held: dict[str, Any], record: dict[str, Any]) -> None:
+    """Refuse a new version of a held referral that is about another person or referral.
+
+    The NHS numbers decide when both versions carry one; otherwise family name, given name
+    and date of birth must not change. An identifier from another system is another referral.
+    Nothing is applied, so no webhook and no write-back can follow.
+    """
+    person, held_person = record.get("person") or {}, held.get("person") or {}
+    elements = (record.get("provenance") or {}).get("elements") or {}
+    if held_person.get("nhs_number") and person.get("nhs_number"):
+        changed = (
+            ["nhs_number"] if _differs(held_person["nhs_number"], person["nhs_number"]) else []
+        )
+    else:
+        changed = [
+            item
+            for item in ("family_name", "given_name", "date_of_birth")
+            if _differs(held_person.get(item), person.get(item))
+        ]
+    if changed:
+        item = f"person.{changed[0]}"
+        raise Conflict(
+            f"this referral identifier is held for another person ({item.split('.')[1]} differs);"
+            " nothing was changed: send a new referral identifier for this person",
+            expression=elements.get(item, item),
+        )
+    referral, held_referral = record.get("referral") or {}, held.get("referral") or {}
+    if _differs(held_referral.get("identifier_system"), referral.get("identifier_system")):
+        raise Conflict(
+            "this referral identifier is held under another identifier system; nothing was changed",
+            expression=elements.get("referral.identifier", "referral.identifier"),
+        )
+
+
+def held_record(db: Database, source: str, identifier: str) -> dict[str, Any] | None:
+    """The current record of the referral a source holds under ``identifier``, if any."""
+    with db.snapshot() as conn:
+        sql = Direct(conn)
+        referral = sql.first(_FIND_REFERRAL, {"source": source, "identifier": identifier})
+        if referral is None:
+            return None
+        row = _version_row(sql, referral[0], referral[1])
+    return orjson.loads(row[2]) if row is not None else None
 
 
 def _envelope_of(stored: Stored, source: str, identifier: str) -> dict[str, Any]:
