@@ -16,6 +16,7 @@ from gateway.hl7v2.ack import ack_code
 from gateway.hl7v2.intake import translate_v2
 from gateway.mapping.engine import Mapping
 from gateway.referral import translate_message
+from gateway.withdrawal import is_withdrawal, not_held
 
 INPUT_SUFFIXES = (".json", ".xml", ".hl7")
 EXPECTED_SUFFIXES = (".record.json", ".outcome.json")
@@ -66,7 +67,11 @@ def translate_file(mappings: dict[str, Mapping], source: str, path: Path) -> tup
             _, record, _ = translate_message(
                 mappings, source, path.read_bytes(), content_type_for(path)
             )
-    except GatewayError as exc:
+    except GatewayError as refusal:
+        # Translation holds no referrals: a cancellation that needs one is answered as the
+        # gateway answers it on an empty store.
+        partial = getattr(refusal, "partial_record", None)
+        exc = not_held(partial) if partial and is_withdrawal(partial) else refusal
         outcome: dict[str, Any] = {"status": exc.status}
         if v2:
             outcome["ack"] = ack_code(exc)

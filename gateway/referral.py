@@ -6,12 +6,9 @@ Every channel uses this one path. A message that fails any step is kept raw as r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from gateway.errors import GatewayError, InvalidMessage, NotSupported, StoreUnavailable
 from gateway.fhir.body import decode_body
@@ -19,8 +16,8 @@ from gateway.fhir.structure import check_resource
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
 from gateway.store.messages import InboundMessage, store_rejected
-from gateway.store.referrals import OnStored, Stored, store_referral
-from gateway.withdrawal import check_held, is_withdrawal, withdrawn_record
+from gateway.store.referrals import OnStored, Stored, content_digest, store_referral
+from gateway.withdrawal import is_withdrawal, names_held_referral, withdrawal
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +123,7 @@ def _check_event(header: dict[str, Any]) -> None:
 
 def content_sha256(record: dict[str, Any]) -> str:
     """The hash that decides "same content": the record without its provenance."""
-    content = {k: v for k, v in record.items() if k != "provenance"}
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return content_digest(record)
 
 
 def source_message_id(resource: dict[str, Any]) -> str | None:
@@ -194,21 +190,22 @@ class ReferralIntake(Intake):
     def receive(self, message: InboundMessage, expected: tuple[str, ...]) -> Received:
         """Take one message end to end; on any error the raw message is kept first."""
         try:
+            apply = None
             try:
                 resource, record, shape = self.translate(message, expected)
             except GatewayError as exc:
                 # A cancellation or delete naming a held referral needs nothing else.
                 partial = getattr(exc, "partial_record", None)
-                if partial is None or not is_withdrawal(partial):
+                if partial is None or not names_held_referral(partial):
                     raise
                 resource = decode_body(message.body, message.content_type)
                 shape = shape_of(resource)
-                record = withdrawn_record(self.db, message.source, partial)
+                record, apply = partial, withdrawal(partial, complete=False)
             else:
                 if is_withdrawal(record):
-                    check_held(self.db, message.source, record)
+                    apply = withdrawal(record, complete=True)
             stored = store_referral(
-                self.db, message, record, content_sha256(record), self.on_stored
+                self.db, message, record, content_sha256(record), self.on_stored, apply
             )
         except StoreUnavailable:
             raise

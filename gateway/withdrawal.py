@@ -13,8 +13,7 @@ import copy
 from typing import Any
 
 from gateway.errors import NotFound
-from gateway.store.database import Database
-from gateway.store.referrals import check_same_referral, held_record
+from gateway.store.referrals import Apply, check_same_referral
 
 WITHDRAWN = ("revoked", "entered-in-error")
 
@@ -31,22 +30,40 @@ def _identifier(record: dict[str, Any]) -> str | None:
     return identifier if isinstance(identifier, str) and identifier else None
 
 
-def withdrawn_record(db: Database, source: str, record: dict[str, Any]) -> dict[str, Any]:
-    """The held referral's record with this message's withdrawal applied, or NotFound.
-
-    ``record`` may be partial (it failed validation); the person it names, if any, must be
-    the held referral's person.
-    """
-    identifier = _identifier(record)
+def not_held(record: dict[str, Any]) -> NotFound:
+    """The refusal of a cancellation or delete for a referral that is not held."""
     elements = (record.get("provenance") or {}).get("elements") or {}
-    where = elements.get("referral.identifier", "referral.identifier")
-    held = held_record(db, source, identifier) if identifier else None
-    if held is None:
-        raise NotFound(
-            f"no referral {identifier!r} is held from this source to cancel or delete",
-            expression=where,
-        )
-    check_same_referral(held, record)
+    return NotFound(
+        f"no referral {_identifier(record)!r} is held from this source to cancel or delete",
+        expression=elements.get("referral.identifier", "referral.identifier"),
+    )
+
+
+def names_held_referral(record: dict[str, Any]) -> bool:
+    """Whether a (possibly partial) record cancels or deletes a referral it identifies."""
+    return is_withdrawal(record) and _identifier(record) is not None
+
+
+def withdrawal(record: dict[str, Any], *, complete: bool) -> Apply:
+    """What this cancellation or delete does to the held referral's current record.
+
+    Run by the store inside its write transaction. ``record`` may be partial (it failed
+    validation): the new version is then the held record with the new status and this
+    message's provenance. A complete record is stored as it is. Either way the person it
+    names, if any, must be the held referral's person, and nothing is held -> NotFound.
+    """
+
+    def apply(held: dict[str, Any] | None) -> dict[str, Any]:
+        if held is None:
+            raise not_held(record)
+        check_same_referral(held, record)
+        return record if complete else withdrawn_record(held, record)
+
+    return apply
+
+
+def withdrawn_record(held: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The held record with the withdrawal in (partial) ``record`` applied."""
     event = (record.get("provenance") or {}).get("message_event")
     status = "entered-in-error" if event == "delete" else record["referral"]["status"]
     merged = copy.deepcopy(held)
@@ -56,14 +73,3 @@ def withdrawn_record(db: Database, source: str, record: dict[str, Any]) -> dict[
     merged["provenance"] = provenance
     merged["diagnostics"] = record.get("diagnostics") or []
     return merged
-
-
-def check_held(db: Database, source: str, record: dict[str, Any]) -> None:
-    """Refuse a complete cancellation or delete for a referral that is not held."""
-    identifier = _identifier(record)
-    if identifier is not None and held_record(db, source, identifier) is None:
-        elements = (record.get("provenance") or {}).get("elements") or {}
-        raise NotFound(
-            f"no referral {identifier!r} is held from this source to cancel or delete",
-            expression=elements.get("referral.identifier", "referral.identifier"),
-        )

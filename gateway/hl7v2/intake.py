@@ -22,7 +22,7 @@ from gateway.referral import Intake, InternalFault, content_sha256
 from gateway.store.messages import InboundMessage, store_rejected
 from gateway.store.models import Message
 from gateway.store.referrals import store_referral
-from gateway.withdrawal import check_held, is_withdrawal, withdrawn_record
+from gateway.withdrawal import is_withdrawal, names_held_referral, withdrawal
 
 log = logging.getLogger(__name__)
 _MESSAGES = cast(Table, Message.__table__)
@@ -84,19 +84,18 @@ class V2Intake(Intake):
             inbound.control_id = parsed.control_id or None
             inbound.source_message_id = parsed.control_id or None
             inbound.dedup_key = dedup_key(parsed) if parsed.control_id else None
+            apply = None
             try:
                 record = translate_parsed(self.mappings, source, parsed, raw)
             except GatewayError as exc:
                 # A cancellation naming a held referral needs nothing else.
                 partial = getattr(exc, "partial_record", None)
-                if partial is None or not is_withdrawal(partial):
+                if partial is None or not names_held_referral(partial):
                     raise
-                record = withdrawn_record(self.db, source, partial)
+                record, apply = partial, withdrawal(partial, complete=False)
             else:
                 if is_withdrawal(record):
-                    check_held(self.db, source, record)
-        except StoreUnavailable as exc:
-            return build_ack(parsed, exc)
+                    apply = withdrawal(record, complete=True)
         except GatewayError as exc:
             # The same bytes get the same answer as before (an accepted resend is found again
             # when it is stored, below, so a new message pays for no extra look-up).
@@ -111,11 +110,14 @@ class V2Intake(Intake):
         inbound.response = build_ack(parsed)
         try:
             stored = store_referral(
-                self.db, inbound, record, content_sha256(record), self.on_stored
+                self.db, inbound, record, content_sha256(record), self.on_stored, apply
             )
         except StoreUnavailable as exc:
             return build_ack(parsed, exc)
-        except GatewayError as exc:  # another person under a held referral identifier
+        except GatewayError as exc:  # another person, or a withdrawal of nothing held
+            replay = self._replay(inbound)  # refused before: the same refusal again
+            if replay is not None:
+                return replay
             return self._refuse(inbound, parsed, exc)
         if stored.repeat == "key-reused":
             replay = self._replay(inbound)  # refused before: the same refusal again

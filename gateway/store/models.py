@@ -26,6 +26,8 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 HAS_CONTROL_ID = text("control_id IS NOT NULL")
 HAS_DEDUP = text("dedup_key IS NOT NULL")
 NOT_ACCEPTED = text("status <> 'accepted'")
+#: The unique constraint that makes a referral's identity: source, identifier value and system.
+IDENTITY = "uq_referrals_identity"
 
 
 def _where(clause: TextClause) -> dict[str, Any]:
@@ -74,14 +76,23 @@ class Message(Base):
 
 
 class Referral(Base):
-    """One referral per source and referral identifier; its record has versions."""
+    """One referral per source and referral identifier (system and value); it has versions."""
 
     __tablename__ = "referrals"
-    __table_args__ = (UniqueConstraint("source", "referral_identifier"),)
+    # The same value under two identifier systems is two referrals, never one (migration 0006).
+    __table_args__ = (
+        UniqueConstraint(
+            "source", "referral_identifier", "referral_identifier_system", name=IDENTITY
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     source: Mapped[str] = mapped_column(String(100))
     referral_identifier: Mapped[str] = mapped_column(String(200))
+    #: The identifier's system (FHIR Identifier.system, HL7 v2 assigning authority); "" if none.
+    referral_identifier_system: Mapped[str] = mapped_column(
+        String(500), default="", server_default=""
+    )
     current_version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(30))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,12 +57,25 @@ def record_status(record: dict[str, Any]) -> str:
 OnStored = Callable[[Connection, dict[str, Any]], None]
 
 
+#: Given the held referral's current record (None when none is held), the record to store.
+Apply = Callable[[dict[str, Any] | None], dict[str, Any]]
+#: What one new version writes: message row, (identifier, system), status, digest, JSON.
+_Rows = tuple[dict[str, Any], tuple[str, str], str, str, str]
+
+
+def content_digest(record: dict[str, Any]) -> str:
+    """The hash that decides "same content": the record without its provenance."""
+    content = {k: v for k, v in record.items() if k != "provenance"}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def store_referral(
     db: Database,
     message: InboundMessage,
     record: dict[str, Any],
     content_sha256: str,
     on_stored: OnStored | None = None,
+    apply: Apply | None = None,
 ) -> Stored:
     """Store a new referral or a new version; a repeat stores nothing and returns what it made.
 
@@ -69,35 +83,41 @@ def store_referral(
     before: a retry, however late, returns the version it made and never reopens a referral
     that has moved on) or a new message whose content equals the current version. Two
     identical requests at the same moment make one record: the unique constraints on
-    (source, referral identifier) and (referral, version) stop the second, which is retried
-    and then finds the first. Concurrent writers of one process share a transaction and its
-    fsync (``Database.write``); the look-ups and rows go through the driver cursor (``Direct``).
+    (source, referral identifier and its system) and (referral, version) stop the second,
+    which is retried and then finds the first. A new version about another person than the
+    held one is refused (``check_same_referral``). Concurrent writers of one process share a
+    transaction and its fsync (``Database.write``); the look-ups and rows go through the
+    driver cursor (``Direct``).
+
+    With ``apply`` (a cancellation or delete that names the referral and little else), the
+    record stored is ``apply(current record)``, built inside the write transaction: a version
+    stored meanwhile is withdrawn as it is, never overwritten by the one read before.
     """
-    identifier = str(record["referral"]["identifier"])
-    status = record_status(record)
-    record["provenance"]["received_at"] = message.received_at.isoformat()
-    record_json = orjson.dumps(record).decode()
-    message_row = message_values(message, status="accepted", http_status=message.success_status)
-    message_row["diagnostics"] = (
-        orjson.dumps(record["diagnostics"]).decode() if record.get("diagnostics") else None
-    )
-    rows = (message_row, identifier, status, content_sha256, record_json)
+    key = referral_key(record)
+    prepared = None if apply is not None else _rows_of(message, record, content_sha256, key)
 
     def work(conn: Connection) -> Stored:
         # Inside the write transaction, so nothing can slip in between the look and the write.
         if db.is_postgres:
             conn.execute(_FEED_LOCK_SQL, {"k": _FEED_LOCK})
         sql = Direct(conn)
-        repeat, referral = _repeat(sql, message, identifier, content_sha256)
+        digest = None if prepared is None else content_sha256
+        repeat, referral, current = _repeat(sql, message, key, digest)
         if repeat is not None:
             return repeat
-        if referral is not None:
-            held = _version_row(sql, referral[0], referral[1])
+        held = orjson.loads(current[2]) if current is not None else None
+        if prepared is not None:
+            rows, stored_record = prepared, record
             if held is not None:
-                check_same_referral(orjson.loads(held[2]), record)
-        stored = _insert(sql, message, referral, rows, record)
+                check_same_referral(held, record)
+        else:
+            stored_record = apply(held) if apply is not None else record
+            rows = _rows_of(message, stored_record, content_digest(stored_record), key)
+            if current is not None and referral is not None and current[4] == rows[3]:
+                return _stored_from(sql, current, referral[0], "same-content")
+        stored = _insert(sql, message, referral, rows, stored_record)
         if on_stored is not None:
-            on_stored(conn, _envelope_of(stored, message.source, rows[1]))
+            on_stored(conn, _envelope_of(stored, message.source, key[0]))
         return stored
 
     # The write lock (SQLite) or the feed lock (PostgreSQL) is held from the look to the write,
@@ -111,10 +131,22 @@ def store_referral(
     raise StoreUnavailable("the referral could not be stored after repeated conflicts")
 
 
+def _rows_of(
+    message: InboundMessage, record: dict[str, Any], digest: str, key: tuple[str, str]
+) -> _Rows:
+    """The values one new version writes (the record gets its received_at)."""
+    record["provenance"]["received_at"] = message.received_at.isoformat()
+    message_row = message_values(message, status="accepted", http_status=message.success_status)
+    message_row["diagnostics"] = (
+        orjson.dumps(record["diagnostics"]).decode() if record.get("diagnostics") else None
+    )
+    return message_row, key, record_status(record), digest, orjson.dumps(record).decode()
+
+
 # The intake path's statements, run on the driver cursor (see gateway/store/direct.py).
 _FIND_REFERRAL = Sql(
-    "SELECT id, current_version FROM referrals"
-    " WHERE source = :source AND referral_identifier = :identifier"
+    "SELECT id, current_version FROM referrals WHERE source = :source"
+    " AND referral_identifier = :identifier AND referral_identifier_system = :system"
 )
 _FIND_BY_KEY = Sql(
     "SELECT referral_id, record_version, body_sha256, response FROM messages"
@@ -129,9 +161,10 @@ _VERSION = Sql(
     " WHERE referral_id = :referral_id AND version = :version"
 )
 _NEW_REFERRAL = Sql(
-    """INSERT INTO referrals (id, source, referral_identifier, current_version, status,
-    created_at, updated_at, workflow_status, cancellation_requested)
-    VALUES (:id, :source, :referral_identifier, 1, :status, :now, :now, 'requested', :cancel)""",
+    """INSERT INTO referrals (id, source, referral_identifier, referral_identifier_system,
+    current_version, status, created_at, updated_at, workflow_status, cancellation_requested)
+    VALUES (:id, :source, :referral_identifier, :system, 1, :status, :now, :now, 'requested',
+    :cancel)""",
     dates=("now",),
 )
 _NEXT_VERSION = Sql(
@@ -168,7 +201,8 @@ def check_same_referral(held: dict[str, Any], record: dict[str, Any]) -> None:
     """Refuse a new version of a held referral that is about another person or referral.
 
     The NHS numbers decide when both versions carry one; otherwise family name, given name
-    and date of birth must not change. An identifier from another system is another referral.
+    and date of birth must not change. (An identifier under another system is another
+    referral: ``referral_key`` never finds this one for it.)
     Nothing is applied, so no webhook and no write-back can follow.
     """
     person, held_person = record.get("person") or {}, held.get("person") or {}
@@ -190,23 +224,12 @@ def check_same_referral(held: dict[str, Any], record: dict[str, Any]) -> None:
             " nothing was changed: send a new referral identifier for this person",
             expression=elements.get(item, item),
         )
-    referral, held_referral = record.get("referral") or {}, held.get("referral") or {}
-    if _differs(held_referral.get("identifier_system"), referral.get("identifier_system")):
-        raise Conflict(
-            "this referral identifier is held under another identifier system; nothing was changed",
-            expression=elements.get("referral.identifier", "referral.identifier"),
-        )
 
 
-def held_record(db: Database, source: str, identifier: str) -> dict[str, Any] | None:
-    """The current record of the referral a source holds under ``identifier``, if any."""
-    with db.snapshot() as conn:
-        sql = Direct(conn)
-        referral = sql.first(_FIND_REFERRAL, {"source": source, "identifier": identifier})
-        if referral is None:
-            return None
-        row = _version_row(sql, referral[0], referral[1])
-    return orjson.loads(row[2]) if row is not None else None
+def referral_key(record: dict[str, Any]) -> tuple[str, str]:
+    """A referral's identity within its source: (identifier value, system, "" when none)."""
+    referral = record["referral"]
+    return str(referral["identifier"]), str(referral.get("identifier_system") or "")
 
 
 def _envelope_of(stored: Stored, source: str, identifier: str) -> dict[str, Any]:
@@ -245,9 +268,10 @@ def _version_row(sql: Direct, referral_id: str, version: int) -> tuple[Any, ...]
 
 
 def _repeat(
-    sql: Direct, message: InboundMessage, identifier: str, content_sha256: str
-) -> tuple[Stored | None, tuple[Any, ...] | None]:
-    """(what an earlier message stored if this one repeats it, the referral row or None)."""
+    sql: Direct, message: InboundMessage, key: tuple[str, str], content_sha256: str | None
+) -> tuple[Stored | None, tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """(what an earlier message stored if this one repeats it, the referral row, its current
+    version row); the same-content check only when ``content_sha256`` is known."""
     if message.dedup_key is not None:
         earlier = sql.first(_FIND_BY_KEY, {"source": message.source, "key": message.dedup_key})
         if earlier is not None and earlier[0] and earlier[1]:
@@ -255,10 +279,13 @@ def _repeat(
             why = "resend" if body_sha256 == message.sha256 else "key-reused"
             row = _version_row(sql, referral_id, version)
             if row is not None:
-                return _stored_from(sql, row, referral_id, why, response), None
-    referral = sql.first(_FIND_REFERRAL, {"source": message.source, "identifier": identifier})
+                return _stored_from(sql, row, referral_id, why, response), None, None
+    identifier, system = key
+    referral = sql.first(
+        _FIND_REFERRAL, {"source": message.source, "identifier": identifier, "system": system}
+    )
     if referral is None:
-        return None, None
+        return None, None, None
     referral_id, current_version = referral
     resent = sql.first(
         _FIND_RESEND,
@@ -267,22 +294,22 @@ def _repeat(
     if resent is not None:
         row = _version_row(sql, referral_id, resent[0])
         if row is not None:
-            return _stored_from(sql, row, referral_id, "resend", resent[1]), referral
+            return _stored_from(sql, row, referral_id, "resend", resent[1]), referral, None
     current = _version_row(sql, referral_id, current_version)
     if current is not None and current[4] == content_sha256:
-        return _stored_from(sql, current, referral_id, "same-content"), referral
-    return None, referral
+        return _stored_from(sql, current, referral_id, "same-content"), referral, current
+    return None, referral, current
 
 
 def _insert(
     sql: Direct,
     message: InboundMessage,
     referral: tuple[Any, ...] | None,
-    rows: tuple[dict[str, Any], str, str, str, str],
+    rows: _Rows,
     record: dict[str, Any],
 ) -> Stored:
     """Insert the referral (or its next version), the message and the record version."""
-    message_row, identifier, status, content_sha256, record_json = rows
+    message_row, (identifier, system), status, content_sha256, record_json = rows
     now = message.received_at
     # The referrer cancelled: a request the platform confirms with an outcome.
     cancel = status == "cancelled"
@@ -294,6 +321,7 @@ def _insert(
                 "id": referral_id,
                 "source": message.source,
                 "referral_identifier": identifier,
+                "system": system,
                 "status": status,
                 "now": now,
                 "cancel": cancel,

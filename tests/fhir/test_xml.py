@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from gateway.errors import InvalidMessage
+from gateway.errors import BrokenInvariant, InvalidMessage
 from gateway.fhir.structure import check_resource
 from gateway.fhir.xml import _parse_document, _parser, parse_fhir_xml
 
@@ -562,3 +562,30 @@ def test_container_must_hold_a_resource() -> None:
 
 def test_empty_document_is_refused() -> None:
     _reject(b"")
+
+
+# --- extensions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inner", "where"),
+    [
+        ('<extension><valueString value="no url"/></extension>', "Patient.extension[0]"),
+        (
+            '<extension url="https://example.org/x"><valueString value="a"/>'
+            '<valueCode value="b"/></extension>',
+            "Patient.extension[0].valueCode",
+        ),
+        (
+            '<extension url="https://example.org/x"><extension url="part">'
+            '<valueCode value="a"/></extension><valueString value="b"/></extension>',
+            "Patient.extension[0].extension",
+        ),
+    ],
+)
+def test_broken_xml_extensions_are_refused_naming_the_element(inner: str, where: str) -> None:
+    resource = parse_fhir_xml(_patient(inner))
+    with pytest.raises(BrokenInvariant) as info:
+        check_resource(resource)
+    assert info.value.expression == where
+    assert info.value.status == 400

@@ -122,7 +122,26 @@ def test_repository_code_maps_apply_their_policies() -> None:
         if rule.codemap is not None
     }
     assert maps["priority"].apply("whenever", state()) == "routine"
-    assert maps["consent_provision"].apply("permit", state()) == "given"
-    with pytest.raises(UnknownCode):
-        maps["consent_provision"].apply("maybe", state())
+    consent = maps["consent_state"]
+    assert [consent.apply(c, state()) for c in ("permit", "deny", "IMPLIED", "OPTOUT")] == [
+        "given",
+        "refused",
+        "given",
+        "refused",
+    ]
+    # An unknown consent state is not guessed: left out, so the record says "not stated".
+    unknown = state()
+    assert consent.apply("maybe", unknown) is None
+    assert unknown.diagnostics[0]["code"] == "unmapped-code"
     assert maps["nhs_number_verification"].apply("99", state()) == "99"
+    verification = maps["nhs_number_verification"]
+    assert verification.apply("number-present-and-verified", state()) == verification.apply(
+        "01", state()
+    )
+    kind = maps["social_prescribing_type"]
+    snomed = "http://snomed.info/sct"
+    assert kind.apply({"system": snomed, "code": "871731000000106"}, state())["code"] == (
+        "871731000000106"
+    )
+    with pytest.raises(UnknownCode):
+        kind.apply({"system": snomed, "code": "306181004"}, state())

@@ -10,22 +10,28 @@ from gateway.errors import InvalidContent
 from gateway.mapping.transforms import (
     REGISTRY,
     MapState,
+    NHS_COMMUNICATION,
     address,
+    any_true,
     boolean,
     coding,
     concept_text,
+    concept_texts,
     fhir_date,
     fhir_datetime,
     given_names,
     human_name,
+    interpreter_language,
     joined_text,
     lower,
     nhs_number_checked,
     ods_code,
     overflow_text,
     plain_text,
+    preferred_language,
     reason_150,
     telecom,
+    what_matters_to_me,
 )
 from gateway.nhs_number import check_digit, is_valid, synthetic
 from gateway.record import REASON_MAX
@@ -40,7 +46,17 @@ def state(where: str = "%patient.x") -> MapState:
 
 def test_registry_names_and_kinds() -> None:
     collection = {name for name, t in REGISTRY.items() if t.collection}
-    assert collection == {"telecom", "joined_text", "given_names", "v2_telecom"}
+    assert collection == {
+        "telecom",
+        "joined_text",
+        "given_names",
+        "v2_telecom",
+        "concept_texts",
+        "any_true",
+        "interpreter_language",
+        "preferred_language",
+        "what_matters_to_me",
+    }
     assert {"nhs_number", "datetime", "reason_150", "boolean", "address"} <= set(REGISTRY)
 
 
@@ -200,6 +216,106 @@ def test_telecom_first_of_each_kind_mobile_by_use() -> None:
     }
     assert telecom([], state()) is None
     assert telecom([{"system": "fax", "value": "01632 960999"}], state()) is None
+
+
+def test_telecom_sms_and_the_lowest_rank_is_preferred() -> None:
+    points = [
+        {"system": "phone", "value": "01632 960001", "use": "home", "rank": 2},
+        {"system": "sms", "value": "07700 900124", "rank": 1},
+        {"system": "email", "value": "a@example.com", "rank": 3},
+    ]
+    assert telecom(points, state()) == {
+        "phone": "01632 960001",
+        "sms": "07700 900124",
+        "email": "a@example.com",
+        "preferred": "sms",
+    }
+    # A mobile ranked first; XML gives the rank as text; rank 0, a boolean or none is ignored.
+    ranked = [
+        {"system": "phone", "value": "07700 900125", "use": "mobile", "rank": "1"},
+        {"system": "email", "value": "b@example.com", "rank": 0},
+    ]
+    assert telecom(ranked, state())["preferred"] == "mobile"
+    unranked = [{"system": "email", "value": "c@example.com", "rank": True}]
+    assert telecom(unranked, state()) == {"email": "c@example.com"}
+    # A ranked ContactPoint the record has no place for (fax) does not make a preference.
+    fax = [{"system": "fax", "value": "01632 960999", "rank": 1}, {"system": "phone", "value": "1"}]
+    assert "preferred" not in telecom(fax, state())
+
+
+def test_concept_texts_text_else_display_without_repeats() -> None:
+    concepts = [
+        {"text": "Has a dog that can be protective", "coding": [{"display": "ignored"}]},
+        {"coding": [{"system": "s", "code": "1", "display": "Adult safeguarding concern"}]},
+        {"text": "Has a dog that can be protective"},
+        {"coding": []},
+        "plain words",
+    ]
+    assert concept_texts(concepts, state()) == (
+        "Has a dog that can be protective\n\nAdult safeguarding concern\n\nplain words"
+    )
+    assert concept_texts([{}], state()) is None
+
+
+def test_any_true_over_booleans_and_text() -> None:
+    assert any_true([False, "true"], state()) is True
+    assert any_true([False, "false"], state()) is False
+    assert any_true([], state()) is None
+    odd = state()
+    assert any_true(["yes", False], odd) is False
+    assert odd.diagnostics[0]["code"] == "unparsed-boolean"
+
+
+def _nhs_communication(language: str, preferred: bool, interpreter: bool) -> dict[str, object]:
+    return {
+        "url": NHS_COMMUNICATION,
+        "extension": [
+            {"url": "language", "valueCodeableConcept": {"coding": [{"display": language}]}},
+            {"url": "preferred", "valueBoolean": preferred},
+            {"url": "interpreterRequired", "valueBoolean": interpreter},
+        ],
+    }
+
+
+def test_interpreter_language_from_the_retired_extension_or_a_language() -> None:
+    retired = [
+        _nhs_communication("English", True, False),
+        _nhs_communication("Tigrinya", False, True),
+    ]
+    assert interpreter_language(retired, state()) == "Tigrinya"
+    # No language with interpreterRequired true: none, even though languages are given.
+    assert interpreter_language(retired[:1], state()) is None
+    assert interpreter_language([{"text": "Farsi"}], state()) == "Farsi"
+    assert interpreter_language([], state()) is None
+
+
+def test_preferred_language_the_preferred_one_else_the_first() -> None:
+    both = [_nhs_communication("Welsh", False, False), _nhs_communication("English", True, False)]
+    assert preferred_language(both, state()) == "English"
+    neither = [
+        _nhs_communication("Welsh", False, False),
+        _nhs_communication("English", False, False),
+    ]
+    assert preferred_language(neither, state()) == "Welsh"
+    assert preferred_language([{"coding": [{"display": "Urdu"}]}], state()) == "Urdu"
+
+
+def test_what_matters_to_me_takes_texts_and_only_labelled_notes() -> None:
+    notes = [
+        {"text": "Drives, but not after dark."},
+        {"text": "What matters to me: my allotment and the choir"},
+        {"text": "  what matters to me - seeing my grandchildren"},
+        {"text": "What mattered before was work"},
+        {"author": "no text"},
+    ]
+    assert what_matters_to_me(notes, state()) == (
+        "What matters to me: my allotment and the choir\n\nwhat matters to me - seeing my grandchildren"
+    )
+    assert what_matters_to_me([{"text": "Drives, but not after dark."}], state()) is None
+    # Plain texts (an Observation's valueString, a questionnaire answer) need no label.
+    assert (
+        what_matters_to_me(["Getting back to swimming", " "], state()) == "Getting back to swimming"
+    )
 
 
 def test_address_lines_city_district_postcode() -> None:
