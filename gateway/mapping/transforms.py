@@ -309,7 +309,7 @@ def lower(value: Any, state: MapState) -> str | None:
 
 @transform("concept_texts", collection=True)
 def concept_texts(values: list[Any], state: MapState) -> str | None:
-    """Several CodeableConcepts as one text: each one's text (else first display), blank-line joined."""
+    """Several CodeableConcepts as one text: each one's text (else first display), no repeats."""
     texts: list[str] = []
     for value in values:
         text = concept_text(value, state)
@@ -350,7 +350,8 @@ def _sub_value(extension: dict[str, Any], url: str, key: str) -> Any:
 def _language(value: Any, state: MapState, wanted: str) -> str | None:
     """The first language among ``value``s: NHSCommunication extensions whose ``wanted``
     part is true (``preferred`` or ``interpreterRequired``), or CodeableConcepts as sent."""
-    fallback = None
+    fallback: str | None = None
+    text: str | None
     for item in value:
         if isinstance(item, dict) and item.get("url") == NHS_COMMUNICATION:
             text = concept_text(_sub_value(item, "language", "valueCodeableConcept"), state)

@@ -8,9 +8,9 @@ import pytest
 
 from gateway.errors import InvalidContent
 from gateway.mapping.transforms import (
+    NHS_COMMUNICATION,
     REGISTRY,
     MapState,
-    NHS_COMMUNICATION,
     address,
     any_true,
     boolean,
@@ -309,7 +309,8 @@ def test_what_matters_to_me_takes_texts_and_only_labelled_notes() -> None:
         {"author": "no text"},
     ]
     assert what_matters_to_me(notes, state()) == (
-        "What matters to me: my allotment and the choir\n\nwhat matters to me - seeing my grandchildren"
+        "What matters to me: my allotment and the choir"
+        "\n\nwhat matters to me - seeing my grandchildren"
     )
     assert what_matters_to_me([{"text": "Drives, but not after dark."}], state()) is None
     # Plain texts (an Observation's valueString, a questionnaire answer) need no label.
