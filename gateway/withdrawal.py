@@ -64,8 +64,11 @@ def withdrawal(record: dict[str, Any], *, complete: bool) -> Apply:
 
 def withdrawn_record(held: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The held record with the withdrawal in (partial) ``record`` applied."""
-    event = (record.get("provenance") or {}).get("message_event")
-    status = "entered-in-error" if event == "delete" else record["referral"]["status"]
+    # The status the message states wins (a REF^I14 cancel is "revoked" though its event is
+    # a delete); a delete that states no withdrawn status is an entry made in error.
+    status = record["referral"].get("status")
+    if status not in WITHDRAWN:
+        status = "entered-in-error"
     merged = copy.deepcopy(held)
     merged["referral"]["status"] = status
     provenance = dict(record.get("provenance") or {})

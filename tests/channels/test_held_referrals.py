@@ -204,3 +204,22 @@ def test_v2_minimal_cancel_applies_to_the_held_referral(gw: Gateway) -> None:
     assert [i["status"] for i in items] == ["pending", "cancelled"] or items[-1][
         "status"
     ] == "cancelled"
+
+
+def test_v2_minimal_cancel_is_cancelled_not_entered_in_error(gw: Gateway) -> None:
+    # REF^I14 cancels a referral; only a delete (entered in error) makes it entered-in-error,
+    # whether the cancel carries the whole referral or only its identifier and the patient.
+    new = (GP / "01-new-referral.hl7").read_bytes()
+    assert _msa(gw.post("/hl7v2", new, "gp-v2", Content_Type=HL7_V2))[0] == "AA"
+    lines = (GP / "03-cancel.hl7").read_bytes().decode().replace("\n", "\r").split("\r")
+    rf1 = next(line for line in lines if line.startswith("RF1")).split("|")
+    minimal = "\r".join(
+        [
+            lines[0].replace("|GP0003|", "|GP0003M|"),
+            "|".join(["RF1", "", "", "", "", "", rf1[6]]),
+            next(line for line in lines if line.startswith("PID")).split("||Ellis")[0],
+        ]
+    )
+    assert _msa(gw.post("/hl7v2", minimal.encode(), "gp-v2", Content_Type=HL7_V2))[0] == "AA"
+    items = gw.get("/records?since=0").get_json()["items"]
+    assert items[-1]["status"] == "cancelled"
