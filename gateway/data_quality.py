@@ -54,12 +54,15 @@ def _lookup(record: dict[str, Any], parts: tuple[str, ...]) -> Any:
 def not_stated(record: dict[str, Any]) -> list[dict[str, str]]:
     """The data_quality entries for ``record``: each M or R item its sender did not state."""
     out: list[dict[str, str]] = []
-    missing: set[str] = set()
+    # Each item's value (or _MISSING), so that a child reads its listed parent's node.
+    found: dict[str, Any] = {}
     for item, parts, parent, severity, message in _CHECKS:
-        if parent in missing:
-            continue
-        if _lookup(record, parts) is _MISSING:
-            missing.add(item)
+        node = found.get(parent, record) if parent is not None else record
+        if node is _MISSING:
+            continue  # the parent is already reported
+        value = _lookup(node, parts[-1:] if parent in found else parts)
+        found[item] = value
+        if value is _MISSING:
             out.append(
                 {"item": item, "state": "not-stated", "severity": severity, "message": message}
             )

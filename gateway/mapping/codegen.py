@@ -88,8 +88,10 @@ def _element_step(em: _Emitter, col: str, name: str) -> str:
     em.emit(
         f"    {out} = [] if {value} is None else ({value} if type({value}) is list else [{value}])"
     )
-    em.emit("else:")
+    em.emit(f"elif {col}:")
     em.emit(f"    {out} = _many({col}, {key})")
+    em.emit("else:")
+    em.emit(f"    {out} = []")
     return out
 
 
@@ -191,10 +193,54 @@ def _term_function(em: _Emitter, term: Term, forms: str | None = None) -> str:
 
 
 def _where_expr(em: _Emitter, cond: tuple[tuple[Term, ...], ...], item: str) -> str:
-    groups = [" and ".join(_term_expr(em, t, item) for t in group) for group in cond]
+    """A where() condition as one Python expression; ``a='x' or a='y'`` is one test."""
+    groups = [
+        " and ".join(_term_expr(em, t, item) for t in group)
+        if len(literals) < 2
+        else _any_of(em, group[0].names, literals, item)
+        for group, literals in _merged_equalities(cond)
+    ]
     if len(groups) == 1:
         return groups[0]
     return " or ".join(f"({g})" for g in groups)
+
+
+def _equality(group: tuple[Term, ...]) -> Term | None:
+    """The group's one ``=`` term against a non-boolean literal, if that is all it is."""
+    if len(group) != 1:
+        return None
+    term = group[0]
+    return term if term.op == "=" and not isinstance(term.literal, bool) else None
+
+
+def _merged_equalities(
+    cond: tuple[tuple[Term, ...], ...],
+) -> list[tuple[tuple[Term, ...], list[Any]]]:
+    """The groups of ``cond``, neighbouring equalities on the same names joined: each with
+    the literals it accepts (``or`` is short-circuit and the tests are pure, so joining
+    neighbours keeps the meaning)."""
+    out: list[tuple[tuple[Term, ...], list[Any]]] = []
+    for group in cond:
+        term = _equality(group)
+        if term is not None and out:
+            previous = _equality(out[-1][0])
+            if previous is not None and previous.names == term.names:
+                out[-1][1].append(term.literal)
+                continue
+        out.append((group, [term.literal] if term is not None else []))
+    return out
+
+
+def _any_of(em: _Emitter, names: tuple[str, ...], literals: list[Any], item: str) -> str:
+    """Does any value at ``names`` below ``item`` equal one of ``literals``?"""
+    forms = em.const(tuple(literals), "l")
+    if len(names) == 1 and names[0] != "1":
+        value, each = em.var("w"), em.var("y")
+        return (
+            f"(type({item}) is dict and (({value} := {item}.get({names[0]!r})) in {forms}"
+            f" or (type({value}) is list and any({each} in {forms} for {each} in {value}))))"
+        )
+    return f"{_term_function(em, Term(names, '=', literals[0]), forms)}({item})"
 
 
 def _step(em: _Emitter, col: str, step: Any) -> str:
@@ -214,7 +260,8 @@ def _step(em: _Emitter, col: str, step: Any) -> str:
         return out
     if cond is not None:
         item = em.var("i")
-        em.emit(f"{out} = [{item} for {item} in {col} if {_where_expr(em, cond, item)}]")
+        test = _where_expr(em, cond, item)
+        em.emit(f"{out} = [{item} for {item} in {col} if {test}] if {col} else []")
         return out
     em.emit(f"{out} = {em.const(step, 's')}({col}, env)")
     return out

@@ -123,13 +123,17 @@ class Mapping:
     def _unused(self, env: Env, state: MapState) -> None:
         """Diagnose bundle entries no rule reached and context elements no rule reads."""
         bound = {id(c[0]) for c in env.contexts.values() if c}
-        for where, resource in env.index.entries:
+        touched = env.touched
+        for position, resource in env.index.entries:
             key = id(resource)
-            rtype = resource.get("resourceType")
-            if key not in bound and key not in env.touched and rtype != "MessageHeader":
-                state.diagnose(
-                    "unused-resource", f"{rtype} resource not used by the mapping", where
-                )
+            if key not in bound and key not in touched:
+                rtype = resource.get("resourceType")
+                if rtype != "MessageHeader":
+                    state.diagnose(
+                        "unused-resource",
+                        f"{rtype} resource not used by the mapping",
+                        f"Bundle.entry[{position}]",
+                    )
         # A resource bound to several contexts counts as read by any of them.
         resources: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
         for name, col in env.contexts.items():

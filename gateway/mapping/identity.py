@@ -31,12 +31,12 @@ def resource_location(env: Env, resource: dict[str, Any]) -> str:
     """A FHIRPath from the message root to ``resource`` (``Bundle.entry[2].resource``)."""
     if resource is env.root:
         return str(resource.get("resourceType") or "")
-    for where, candidate in env.index.entries:
+    for entry, candidate in env.index.entries:
         if candidate is resource:
-            return f"{where}.resource"
+            return f"Bundle.entry[{entry}].resource"
         for position, inner in enumerate(_as_list(candidate.get("contained"))):
             if inner is resource:
-                return f"{where}.resource.contained[{position}]"
+                return f"Bundle.entry[{entry}].resource.contained[{position}]"
     for position, inner in enumerate(_as_list(env.root.get("contained"))):
         if inner is resource:
             return f"{env.root.get('resourceType')}.contained[{position}]"

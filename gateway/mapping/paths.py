@@ -43,7 +43,8 @@ class ResourceIndex:
 
     def __init__(self, root: dict[str, Any]) -> None:
         self.by_key: dict[str, dict[str, Any]] = {}
-        self.entries: list[tuple[str, dict[str, Any]]] = []
+        #: (position in Bundle.entry, resource) of every entry holding a resource.
+        self.entries: list[tuple[int, dict[str, Any]]] = []
         self.contained: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         if root.get("resourceType") != "Bundle":
             self._add(root, None)
@@ -53,7 +54,7 @@ class ResourceIndex:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict):
                 continue
-            self.entries.append((f"Bundle.entry[{position}]", resource))
+            self.entries.append((position, resource))
             full_url = entry.get("fullUrl")
             if type(full_url) is str and full_url not in by_key:
                 by_key[full_url] = resource
