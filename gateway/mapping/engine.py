@@ -11,7 +11,7 @@ from gateway.errors import GatewayError, InvalidContent, MappingError, RequiredM
 from gateway.mapping import identity
 from gateway.mapping.codegen import generate, missing_context
 from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, compile_source
-from gateway.mapping.paths import Env, ResourceIndex
+from gateway.mapping.paths import CompiledPath, Env, ResourceIndex
 from gateway.mapping.transforms import MapState
 from gateway.record import ReferralRecord
 from gateway.record_schema import validate_record
@@ -118,7 +118,7 @@ class Mapping:
             # A section: the first rule inside it that reads the message.
             rule = next((r for t, r in self._targets.items() if t.startswith(item + ".")), None)
         path = None if rule is None else (rule.source or rule.each)
-        return self._describe(path.text, env) if path is not None else ""
+        return self._describe_path(path, env) if path is not None else ""
 
     def _unused(self, env: Env, state: MapState) -> None:
         """Diagnose bundle entries no rule reached and context elements no rule reads."""
@@ -179,6 +179,16 @@ class Mapping:
                                 "unused-field", "field present but not mapped", f"{name}-{number}"
                             )
 
+    def _describe_path(self, path: CompiledPath, env: Env) -> str:
+        """The sender's element a path read: its first ``|`` alternative that selects
+        anything in this message (the one the rule took), else its first alternative."""
+        texts = [t.strip() for t in path.text.split("|")]
+        if len(texts) == len(path.alternatives) > 1:
+            for text, alternative in zip(texts, path.alternatives, strict=True):
+                if alternative.run(env):
+                    return self._describe(text, env)
+        return self._describe(path.text, env)
+
     def _describe(self, text: str, env: Env) -> str:
         """Path text with each %context replaced by the type of resource it found."""
 
@@ -205,7 +215,7 @@ class Mapping:
             rule = self._targets.get(target)
         path = None if rule is None else (rule.source or rule.each)
         if path is not None:
-            where = self._describe(path.text, env)
+            where = self._describe_path(path, env)
             exc.message = f"{exc.message} (from {where})"
             exc.args = (exc.message,)
             exc.expression = where
