@@ -15,7 +15,7 @@ from gateway.channels.http import fhir_response
 from gateway.config import load_config
 from gateway.destinations import load_destinations
 from gateway.errors import GatewayError
-from gateway.fhir.outcome import from_error, issue, operation_outcome
+from gateway.fhir.outcome import from_error, from_http_status
 from gateway.fhir.structure import preload as preload_elements
 from gateway.hl7v2.intake import V2Intake
 from gateway.mapping.engine import load_mappings
@@ -25,8 +25,6 @@ from gateway.store.database import Database
 from gateway.store.keys import KeyRing
 
 log = logging.getLogger(__name__)
-
-_HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -52,7 +50,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (fhir.bp, hl7v2.bp, outcomes.bp, records.bp, service.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
+    app.after_request(_security_headers)
     return app
+
+
+def _security_headers(response: Response) -> Response:
+    """Every answer may carry patient data: no caching anywhere, no content sniffing."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 def _register_errors(app: Flask) -> None:
@@ -69,14 +75,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        code = _HTTP_CODES.get(status, "processing")
-        outcome = operation_outcome([issue("error", code, error.description or error.name)])
-        return fhir_response(outcome, status)
+        return fhir_response(from_http_status(status, error.description or error.name), status)
 
     @app.errorhandler(Exception)
     def fault(error: Exception) -> Response:
         log.exception("unhandled fault")
-        outcome = operation_outcome(
-            [issue("fatal", "exception", "internal error; nothing was acknowledged")]
-        )
+        outcome = from_http_status(500, "internal error; nothing was acknowledged", "fatal")
         return fhir_response(outcome, 500, dict(g.get("echo_headers", {})))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from gateway.errors import GatewayError
 from gateway.hl7v2.er7 import Encoding, V2Message, V2ParseError
 from gateway.refusals import ack_code as refusal_ack
+from gateway.refusals import decide
 
 APPLICATION = "SPGW"
 FACILITY = "SP-GATEWAY"
@@ -20,19 +21,6 @@ FACILITY = "SP-GATEWAY"
 _LOCATION = re.compile(
     r"^([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:[.-](\d+)(?:\[(\d+)\])?(?:\.(\d+))?)?(?![A-Za-z0-9])"
 )
-# HL7 table 0357 error codes.
-_ERROR_CODES = {
-    "required": "101",
-    "structure": "102",
-    "invalid": "102",
-    "value": "102",
-    "code-invalid": "103",
-    "too-long": "102",
-    "too-costly": "102",
-    "not-supported": "200",
-    "transient": "207",
-    "exception": "207",
-}
 
 
 def ack_code(error: GatewayError | None) -> str:
@@ -117,7 +105,7 @@ def _err_segment(error: GatewayError, enc: Encoding, version: str) -> str:
     """ERR naming the field: ERR-1 for v2.3/2.4 receivers, ERR-2..8 for v2.5 and later."""
     s, c, sub = enc.field, enc.component, enc.subcomponent
     segment, sequence, field, repetition, component = _location(error.expression)
-    number = _ERROR_CODES.get(error.issue_code, "207")
+    number = decide(error).v2_error  # HL7 table 0357
     text = _escape(error.message, enc)
     short = _escape(error.message[:80], enc)  # cut before escaping, never inside an escape
     if version < "2.5":

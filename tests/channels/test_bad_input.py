@@ -825,3 +825,19 @@ def test_non_ascii_digit_in_a_record_version_is_refused(gateway: Gateway) -> Non
         headers={"Authorization": f"Bearer {gateway.platform_key}"},
     )
     assert_refused(response, 400, "structure", "version")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "bars"),
+    [
+        ("GET", "/no/such/path", 404, "REC_NOT_FOUND"),
+        ("DELETE", "/healthz", 405, "REC_METHOD_NOT_ALLOWED"),
+    ],
+)
+def test_an_unknown_route_or_method_carries_its_bars_code(
+    gateway: Gateway, method: str, path: str, status: int, bars: str
+) -> None:
+    answer = gateway.client.open(path, method=method)
+    assert answer.status_code == status
+    [issue] = answer.get_json()["issue"]
+    assert issue["details"]["coding"] == [{"system": HTTP_ERROR_CODES, "code": bars}]
