@@ -10,7 +10,7 @@ from gateway.store.keys import KeyRing, Principal
 SOURCE_HEADER = "X-Source-System"
 
 
-def _presented_key() -> str | None:
+def presented_key() -> str | None:
     """The key from ``Authorization: Bearer`` or ``X-API-Key``."""
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
@@ -20,7 +20,7 @@ def _presented_key() -> str | None:
 
 def authenticate(kind: str) -> Principal:
     """The caller's principal, which must be of ``kind``: 401 without a known key, else 403."""
-    key = _presented_key()
+    key = presented_key()
     if key is None:
         raise Unauthenticated("an API key is required (Authorization: Bearer <key>)")
     keyring: KeyRing = current_app.extensions["gateway.keys"]

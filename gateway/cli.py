@@ -148,6 +148,7 @@ def worker(no_migrate: bool) -> None:
     import signal
 
     from gateway.delivery import build_deliverers
+    from gateway.outbox.supervisor import Supervisor
     from gateway.outbox.worker import Worker
 
     config = load_config()
@@ -156,10 +157,15 @@ def worker(no_migrate: bool) -> None:
     database = Database(config["DATABASE_URL"])
     if not no_migrate:
         upgrade(database)
-    loop = Worker(database, build_deliverers(destinations), destinations.retry)
+    loop = Worker(
+        database,
+        build_deliverers(destinations),
+        destinations.retry,
+        lease_seconds=float(config["OUTBOX_LEASE_SECONDS"]),
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
-    loop.run_forever()
+    Supervisor(loop).run()  # restarts the loop should it ever end before a signal
 
 
 @main.group()

@@ -27,14 +27,29 @@ DEFAULTS: dict[str, Any] = {
     # Requests served on one keep-alive connection before the answer says "Connection: close"
     # (0: no limit). The client's new connection usually goes to the less busy worker.
     "KEEPALIVE_REQUESTS": 100,
+    # Seconds an HTTP request (head and body) has to arrive whole, from its first byte (from
+    # the connection, for a new one); later it is answered 408 and the connection closed.
+    "REQUEST_TIMEOUT": 15,
     "LOG_LEVEL": "INFO",
     # Outbound deliveries (webhooks, write-back, pulls): a YAML file; empty means none.
     "DESTINATIONS": "",
     # Run an outbox worker thread inside each `gateway serve` worker process.
     "OUTBOX_IN_SERVE": 1,
-    # MLLP: seconds a connection may sit idle, and connections served at once per port.
+    # Seconds an outbox claim holds an item unless the delivering worker renews it (it does,
+    # every quarter lease): a dead worker's item is taken over after at most this long.
+    "OUTBOX_LEASE_SECONDS": 6,
+    # /healthz answers 503 when an item has been due this many seconds and delivery is not
+    # running (docs/operations.md, "Health check").
+    "OUTBOX_STALL_SECONDS": 60,
+    # A path for gunicorn's control socket (gunicornc); empty: no control socket.
+    "CONTROL_SOCKET": "",
+    # MLLP: seconds a connection may go without a complete frame, and connections served at
+    # once per port; seconds a frame may take from its start block to its end; connections
+    # served at once per port from one address. Over a limit: AR, then close.
     "MLLP_IDLE_TIMEOUT": 60,
     "MLLP_MAX_CONNECTIONS": 64,
+    "MLLP_FRAME_TIMEOUT": 30,
+    "MLLP_MAX_CONNECTIONS_PER_SOURCE": 16,
     # HL7 v2 limits, checked while parsing: segments in a message, repetitions of one field,
     # characters in one field (all repetitions). Over one, the message is answered AE.
     "V2_MAX_SEGMENTS": 1000,
@@ -48,9 +63,14 @@ _INTS = {
     "WORKERS",
     "THREADS",
     "KEEPALIVE_REQUESTS",
+    "REQUEST_TIMEOUT",
     "MLLP_IDLE_TIMEOUT",
     "MLLP_MAX_CONNECTIONS",
+    "MLLP_FRAME_TIMEOUT",
+    "MLLP_MAX_CONNECTIONS_PER_SOURCE",
     "OUTBOX_IN_SERVE",
+    "OUTBOX_LEASE_SECONDS",
+    "OUTBOX_STALL_SECONDS",
     "V2_MAX_SEGMENTS",
     "V2_MAX_REPETITIONS",
     "V2_MAX_FIELD_LENGTH",

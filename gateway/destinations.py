@@ -126,11 +126,14 @@ class Pull:
 
 @dataclass(frozen=True)
 class Retry:
-    """Outbox retry policy: exponential backoff with jitter, then the dead-letter list."""
+    """Outbox retry policy: exponential backoff with jitter, then the dead-letter list.
 
-    max_attempts: int = 10
+    Capped at 30 s, so a target that comes back is tried again within 30 s; 100 attempts
+    keep an item for 24 to 48 minutes of failures (docs/operations.md, "Retries")."""
+
+    max_attempts: int = 100
     base_delay: float = 2.0
-    max_delay: float = 600.0
+    max_delay: float = 30.0
 
 
 @dataclass(frozen=True)

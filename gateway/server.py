@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.config import Config
 
 from gateway.app import create_app
+from gateway.config import load_config
 from gateway.heap import settle_heap
+from gateway.http_front import buffering_worker
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -31,12 +34,22 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def start_outbox_worker(app: Any) -> None:
-    """One outbox worker thread in this web worker process (claims never collide)."""
+    """One supervised outbox worker thread in this web worker process (claims never collide);
+    the health check watches its heartbeat."""
     from gateway.delivery import build_deliverers
+    from gateway.outbox.supervisor import Supervisor
     from gateway.outbox.worker import Worker
 
     destinations = app.extensions["gateway.destinations"]
-    Worker(app.extensions["gateway.db"], build_deliverers(destinations), destinations.retry).start()
+    worker = Worker(
+        app.extensions["gateway.db"],
+        build_deliverers(destinations),
+        destinations.retry,
+        lease_seconds=float(app.config["OUTBOX_LEASE_SECONDS"]),
+    )
+    supervisor = Supervisor(worker)
+    app.extensions["gateway.outbox_worker"] = supervisor
+    supervisor.start()
 
 
 def keepalive_cap(limit: int) -> Callable[[Any, Any], None]:
@@ -56,15 +69,46 @@ def keepalive_cap(limit: int) -> Callable[[Any, Any], None]:
     return cap
 
 
-def run(host: str, port: int, workers: int, threads: int, keepalive_requests: int) -> None:
+def control_socket_options(path: str, known: Container[str]) -> dict[str, Any]:
+    """gunicorn's control socket settings: at ``path`` when one is given, else none at all.
+
+    gunicorn 25.1+ opens a control socket by default at one path per user, so a second
+    gunicorn of the same user takes it over and removes it when it stops. ``known`` is the
+    installed gunicorn's setting names (older releases have no control socket).
+    """
+    if "control_socket_disable" not in known:
+        return {}
+    if not path:
+        return {"control_socket_disable": True}
+    return {"control_socket_disable": False, "control_socket": path}
+
+
+def run(
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    keepalive_requests: int,
+    control_socket: str | None = None,
+) -> None:
     """Serve on host:port with ``workers`` processes of ``threads`` threads each, closing a
-    keep-alive connection after ``keepalive_requests`` requests (0: never)."""
+    keep-alive connection after ``keepalive_requests`` requests (0: never); gunicorn's
+    control socket only at ``control_socket`` (default: GATEWAY_CONTROL_SOCKET, empty: none).
+    A request not whole within GATEWAY_REQUEST_TIMEOUT seconds is answered 408."""
+    config = load_config()
+    if control_socket is None:
+        control_socket = str(config["CONTROL_SOCKET"])
     _Gunicorn(
         {
+            **control_socket_options(control_socket, Config().settings),
             "bind": f"{host}:{port}",
             "workers": workers,
             "threads": threads,
-            "worker_class": "gthread",
+            # gthread whose event loop reads each request whole, within REQUEST_TIMEOUT
+            # seconds, before a thread serves it (gateway/http_front.py).
+            "worker_class": buffering_worker(
+                float(config["REQUEST_TIMEOUT"]), int(config["MAX_BODY_BYTES"])
+            ),
             "timeout": 60,
             "graceful_timeout": 30,
             "accesslog": "-",

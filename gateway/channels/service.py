@@ -5,26 +5,61 @@ from __future__ import annotations
 import orjson
 from flask import Blueprint, Response, current_app
 
+from gateway.auth import presented_key
+from gateway.errors import StoreUnavailable
 from gateway.outbox import queue
+from gateway.outbox.supervisor import delivery_stalled
 from gateway.record_schema import record_json_schema
 from gateway.store.database import Database
+from gateway.store.keys import KeyRing
 
 bp = Blueprint("service", __name__)
 
 
+#: Keys that may see the outbox counts in /healthz.
+_SEE_OUTBOX = ("platform", "admin")
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
-    """200 when the store answers, else 503; no authentication."""
+    """200 when the store answers and delivery is not stuck, else 503; no key needed, but
+    only a platform or admin key sees the outbox counts."""
     db: Database = current_app.extensions["gateway.db"]
-    healthy = db.ping()
+    status = "ok" if db.ping() else "store unavailable"
+    if status == "ok":
+        try:
+            stalled = delivery_stalled(
+                db,
+                float(current_app.config["OUTBOX_STALL_SECONDS"]),
+                current_app.extensions.get("gateway.outbox_worker"),
+            )
+        except StoreUnavailable:
+            status = "store unavailable"
+        else:
+            status = "outbox stalled" if stalled else "ok"
     body: dict[str, object] = {
-        "status": "ok" if healthy else "store unavailable",
+        "status": status,
         "sources": sorted(current_app.extensions["gateway.mappings"]),
     }
-    if healthy:
+    if status != "store unavailable" and _may_see_outbox():
         # Queue depth and dead letters, for dashboards and alerts.
         body["outbox"] = queue.counts(db)
-    return Response(orjson.dumps(body), status=200 if healthy else 503, mimetype="application/json")
+    return Response(
+        orjson.dumps(body), status=200 if status == "ok" else 503, mimetype="application/json"
+    )
+
+
+def _may_see_outbox() -> bool:
+    """True when the caller presented a live platform or admin key (no key is no error)."""
+    key = presented_key()
+    if key is None:
+        return False
+    keyring: KeyRing = current_app.extensions["gateway.keys"]
+    try:
+        principal = keyring.lookup(key)
+    except StoreUnavailable:
+        return False
+    return principal is not None and principal.kind in _SEE_OUTBOX
 
 
 @bp.get("/schema/referral-record")

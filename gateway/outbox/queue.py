@@ -3,8 +3,11 @@
 Claims take the oldest due item whose referral has no earlier undelivered item for the same
 destination, so per-referral order holds (completed never overtakes accepted). On PostgreSQL
 claims use FOR UPDATE SKIP LOCKED, so several workers never take the same item; on SQLite the
-write queue serialises claims. A claim is a lease: a worker that dies mid-delivery loses it
-when the lease runs out, and the item is delivered again (targets de-duplicate by identifier).
+write queue serialises claims. A claim is a lease of ``LEASE_SECONDS``, renewed by the
+worker while it delivers: a worker that dies mid-delivery stops renewing, and once the lease
+runs out another worker takes the item and delivers it again (targets de-duplicate by
+identifier). A claim is known by its item id and attempt number, so a worker whose lease was
+taken over cannot renew or finish the item any more.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, case, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from gateway.errors import NotFound
@@ -24,6 +27,8 @@ from gateway.store.models import OutboxItem
 _OUTBOX = cast(Table, OutboxItem.__table__)
 #: States that no longer hold back later items for the same referral and destination.
 SETTLED = ("delivered", "discarded")
+#: Seconds a claim holds an item unless renewed; a dead worker's item is taken over after it.
+LEASE_SECONDS = 6.0
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,8 @@ def enqueue(
     )
 
 
-def claim(db: Database, lease_seconds: float = 120.0) -> Claimed | None:
-    """Take the next due item (or one whose lease ran out), or None when nothing is due."""
-    now = now_utc()
+def _due_query(now: datetime) -> Any:
+    """Items a worker may take now: due (or with a lapsed lease) and not held back."""
     earlier = aliased(OutboxItem)
     item = cast(Any, _OUTBOX.c)
     blocked = exists().where(
@@ -88,7 +92,14 @@ def claim(db: Database, lease_seconds: float = 120.0) -> Claimed | None:
     due = (item.status == "pending") & (item.next_attempt_at <= now) | (
         item.status == "delivering"
     ) & (item.lease_until < now)
-    query = select(_OUTBOX).where(due, ~blocked).order_by(item.id).limit(1)
+    return select(_OUTBOX).where(due, ~blocked).order_by(item.id)
+
+
+def claim(db: Database, lease_seconds: float = LEASE_SECONDS) -> Claimed | None:
+    """Take the next due item (or one whose lease ran out), or None when nothing is due."""
+    now = now_utc()
+    item = cast(Any, _OUTBOX.c)
+    query = _due_query(now).limit(1)
     # An idle worker polls often: look without the write lock first, so polling never
     # queues behind (or holds up) referral intake.
     with db.snapshot() as conn:
@@ -119,41 +130,137 @@ def claim(db: Database, lease_seconds: float = 120.0) -> Claimed | None:
     )
 
 
-def _finish(db: Database, item_id: int, **values: Any) -> None:
+def _held(item_id: int, attempt: int | None) -> Any:
+    """The row of ``item_id``, and when ``attempt`` is given, only while that claim holds it."""
+    where = _OUTBOX.c.id == item_id
+    if attempt is not None:
+        where = where & (_OUTBOX.c.attempts == attempt) & (_OUTBOX.c.status == "delivering")
+    return where
+
+
+def renew(db: Database, item: Claimed, lease_seconds: float = LEASE_SECONDS) -> bool:
+    """Extend the lease of a claim in progress; False when the claim was taken over."""
     with db.writing() as conn:
-        conn.execute(update(_OUTBOX).where(_OUTBOX.c.id == item_id).values(**values))
+        changed = conn.execute(
+            update(_OUTBOX)
+            .where(_held(item.id, item.attempts))
+            .values(lease_until=now_utc() + timedelta(seconds=lease_seconds))
+        ).rowcount
+    return bool(changed == 1)
 
 
-def delivered(db: Database, item_id: int, response: str | None) -> None:
-    """Mark an item delivered, keeping what the destination answered."""
-    _finish(
-        db,
-        item_id,
-        status="delivered",
-        response=response,
-        delivered_at=now_utc(),
-        lease_until=None,
-        last_error=None,
+def due_since(db: Database) -> datetime | None:
+    """Since when the longest-waiting item a worker could take has been due (None: none)."""
+    item = cast(Any, _OUTBOX.c)
+    since = case((item.status == "delivering", item.lease_until), else_=item.next_attempt_at)
+    due = _due_query(now_utc()).with_only_columns(func.min(since))
+    with db.snapshot() as conn:
+        found = conn.execute(due.order_by(None)).scalar()
+    return _aware(found)
+
+
+def delivery_ran_within(db: Database, seconds: float) -> bool:
+    """True when some worker holds an item under a live lease, or ended an attempt (any
+    outcome) in the last ``seconds``: delivery is running somewhere."""
+    now = now_utc()
+    since = now - timedelta(seconds=seconds)
+    item = cast(Any, _OUTBOX.c)
+    # Each test is a range of ix_outbox_due (status, next_attempt_at), or the few rows of a
+    # small state: an ended lease keeps its end in lease_until, and a delivered item's
+    # next_attempt_at becomes its delivery time.
+    ran = (
+        (item.status == "delivering") & (item.lease_until >= now)
+        | (item.status == "delivered") & (item.next_attempt_at >= since)
+        | item.status.in_(("pending", "dead")) & (item.lease_until >= since)
     )
+    with db.snapshot() as conn:
+        return conn.execute(select(item.id).where(ran).limit(1)).first() is not None
 
 
-def retry_later(db: Database, item_id: int, delay: float, error: str, response: str | None) -> None:
+def _aware(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite gives them back naive)."""
+    if value is None:
+        return None
+    when = datetime.fromisoformat(value) if isinstance(value, str) else cast(datetime, value)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _finish(db: Database, item_id: int, attempt: int | None, **values: Any) -> bool:
+    with db.writing() as conn:
+        changed = conn.execute(update(_OUTBOX).where(_held(item_id, attempt)).values(**values))
+    return bool(changed.rowcount == 1)
+
+
+def delivered(
+    db: Database, item_id: int, response: str | None, *, attempt: int | None = None
+) -> bool:
+    """Mark an item delivered, keeping what the destination answered; its destination is
+    back, so the other items waiting to retry it become due now. With ``attempt``, only
+    while that claim holds the item (False: it was taken over)."""
+    now = now_utc()
+    item = cast(Any, _OUTBOX.c)
+    with db.writing() as conn:
+        done = conn.execute(
+            update(_OUTBOX)
+            .where(_held(item_id, attempt))
+            .values(
+                status="delivered",
+                response=response,
+                delivered_at=now,
+                next_attempt_at=now,
+                lease_until=now,
+                last_error=None,
+            )
+        ).rowcount
+        if done != 1:
+            return False
+        destination = select(item.destination).where(item.id == item_id).scalar_subquery()
+        conn.execute(
+            update(_OUTBOX)
+            .where(
+                item.status == "pending",
+                item.next_attempt_at > now,
+                item.destination == destination,
+            )
+            .values(next_attempt_at=now)
+        )
+    return True
+
+
+def retry_later(
+    db: Database,
+    item_id: int,
+    delay: float,
+    error: str,
+    response: str | None,
+    *,
+    attempt: int | None = None,
+) -> bool:
     """Put an item back for another attempt after ``delay`` seconds."""
-    _finish(
+    return _finish(
         db,
         item_id,
+        attempt,
         status="pending",
         next_attempt_at=now_utc() + timedelta(seconds=delay),
-        lease_until=None,
+        lease_until=now_utc(),
         last_error=error[:2000],
         response=response,
     )
 
 
-def dead_letter(db: Database, item_id: int, error: str, response: str | None) -> None:
+def dead_letter(
+    db: Database, item_id: int, error: str, response: str | None, *, attempt: int | None = None
+) -> bool:
     """Move an item to the dead-letter list, with the destination's answer kept."""
-    _finish(
-        db, item_id, status="dead", lease_until=None, last_error=error[:2000], response=response
+    return _finish(
+        db,
+        item_id,
+        attempt,
+        status="dead",
+        lease_until=now_utc(),
+        last_error=error[:2000],
+        response=response,
     )
 
 
