@@ -93,8 +93,10 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
                 fallback=fallback_ack,
                 oversize=oversize,
                 idle_timeout=float(config["MLLP_IDLE_TIMEOUT"]),
+                frame_timeout=float(config["MLLP_FRAME_TIMEOUT"]),
                 max_frame_bytes=limit,
                 max_connections=int(config["MLLP_MAX_CONNECTIONS"]),
+                max_per_source=int(config["MLLP_MAX_CONNECTIONS_PER_SOURCE"]),
             )
         )
     return servers

@@ -10,6 +10,15 @@ given the frame's first bytes), the rest of it is read and dropped up to its tra
 connection goes on with the next frame: memory stays bounded, and the sender is not left
 resending a message that can never fit. Logs carry lengths, counts, peers and ACK codes,
 never message content (it holds patient data).
+
+Slots go to senders that send messages. The idle timeout runs from the last complete frame
+(or the connect), so bytes that never make a frame (newlines, a trickle) do not keep a
+connection; a frame must end within the frame timeout of its start block. A connection over
+the limit (in all, or from one address) is not served but answered: the accept thread waits a
+moment for its first frame, answers AR echoing its MSH-10 (or without MSA-2 when no frame
+came), half-closes and drains before closing, so the sender reads a "busy" AR instead of a
+reset. Those rejections share the accept thread's selector, at most ``max_rejections`` at
+once; past that a connection gets what one non-blocking send can give and is closed.
 """
 
 from __future__ import annotations
@@ -38,6 +47,13 @@ _LINGER_BYTES = 8 * 1024 * 1024
 _MAX_CONTROL_ID = 199
 #: How much of an oversize frame is kept for ``oversize`` (enough for its MSH, as evidence).
 OVERSIZE_PREFIX = 64 * 1024
+#: How many bytes of a rejected connection's first frame are read for its MSH-10.
+_REJECT_PREFIX = 64 * 1024
+#: Seconds between WARNING lines that count rejected connections (the rest go to DEBUG).
+_REJECT_LOG_SECONDS = 1.0
+#: A receive timeout already set may run this much past the idle deadline, which saves
+#: setting it again (a system call) before every read.
+_TIMEOUT_SLACK = 0.05
 
 Handler = Callable[[bytes], bytes]
 Fallback = Callable[[bytes | None, BaseException | str], bytes]
@@ -128,23 +144,33 @@ class MllpServer:
         fallback: Fallback,
         oversize: Oversize | None = None,
         idle_timeout: float = 60.0,
+        frame_timeout: float = 30.0,
         max_frame_bytes: int = 5 * 1024 * 1024,
         max_connections: int = 64,
+        max_per_source: int | None = None,
+        reject_wait: float = 2.0,
+        max_rejections: int = 128,
     ) -> None:
-        if idle_timeout <= 0:
-            raise ValueError("idle_timeout must be positive")
+        if idle_timeout <= 0 or frame_timeout <= 0 or reject_wait <= 0:
+            raise ValueError("idle_timeout, frame_timeout and reject_wait must be positive")
         if max_frame_bytes < 1:
             raise ValueError("max_frame_bytes must be at least 1")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
+        if max_connections < 1 or (max_per_source is not None and max_per_source < 1):
+            raise ValueError("max_connections and max_per_source must be at least 1")
+        if max_rejections < 0:
+            raise ValueError("max_rejections must not be negative")
         self.host = host
         self.port = port
         self.handler = handler
         self.fallback = fallback
         self.oversize = oversize
         self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         self.max_frame_bytes = max_frame_bytes
         self.max_connections = max_connections
+        self.max_per_source = max_per_source
+        self.reject_wait = reject_wait
+        self.max_rejections = max_rejections
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -158,8 +184,9 @@ class MllpServer:
         self._closed = False
         self._connections: set[_Connection] = set()
         self._served = 0
-        self._rejecting = 0
+        self._per_source: dict[str, int] = {}
         self._numbers = 0
+        self._rejections = _Rejections(self)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -209,14 +236,24 @@ class MllpServer:
         listener, wake = self._listener, self._wake_r
         assert listener is not None and wake is not None
         self._started.set()
+        rejections = self._rejections
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(listener, selectors.EVENT_READ)
                 selector.register(wake, selectors.EVENT_READ)
-                while not self._stopping.is_set():
-                    for key, _ in selector.select():
-                        if key.fileobj is listener and not self._stopping.is_set():
-                            self._accept(listener)
+                rejections.selector = selector
+                try:
+                    while not self._stopping.is_set():
+                        for key, _ in selector.select(rejections.wait()):
+                            if self._stopping.is_set():
+                                break
+                            if key.fileobj is listener:
+                                self._accept(listener)
+                            elif isinstance(key.data, _Rejection):
+                                rejections.readable(key.data)
+                        rejections.expire()
+                finally:
+                    rejections.close_all()
         finally:
             with self._lock:
                 self._serving = False
@@ -282,28 +319,33 @@ class MllpServer:
             self._start_connection(sock, peer)
 
     def _start_connection(self, sock: socket.socket, peer: object) -> None:
-        """Register the connection (served, or rejected when over the limit) and start it."""
+        """Serve the connection in its own thread, or reject it when over a limit."""
         address = _peer_text(peer)
+        host = _peer_host(peer)
+        reason = ""
         connection: _Connection | None = None
         with self._lock:
             if self._stopping.is_set():
-                reject_reason: str | None = "closing"
-            elif self._served < self.max_connections:
-                reject_reason = None
-                self._served += 1
-            elif self._rejecting < self.max_connections:
-                limit = self.max_connections
-                reject_reason = f"too many concurrent connections (limit {limit}); retry later"
-                self._rejecting += 1
+                reason = "the gateway is shutting down"
+            elif self._served >= self.max_connections:
+                reason = (
+                    f"the gateway is busy (all {self.max_connections} MLLP connections are in use)"
+                )
+            elif self.max_per_source is not None and (
+                self._per_source.get(host, 0) >= self.max_per_source
+            ):
+                reason = (
+                    f"the gateway is busy (this address already holds {self.max_per_source} "
+                    "MLLP connections, the limit per source)"
+                )
             else:
-                reject_reason = "closing"
-            if reject_reason != "closing":
+                self._served += 1
+                self._per_source[host] = self._per_source.get(host, 0) + 1
                 self._numbers += 1
-                connection = _Connection(self, sock, address, self._numbers, reject_reason)
+                connection = _Connection(self, sock, address, host, self._numbers)
                 self._connections.add(connection)
         if connection is None:
-            log.warning("MLLP connection from %s closed at once (overloaded or stopping)", address)
-            sock.close()
+            self._rejections.add(sock, address, reason)
             return
         try:
             connection.thread.start()
@@ -313,14 +355,16 @@ class MllpServer:
             self._forget(connection)
 
     def _forget(self, connection: _Connection) -> None:
-        """Release the connection's slot."""
+        """Release the connection's slot (and its share of its address's)."""
         with self._lock:
             if connection in self._connections:
                 self._connections.discard(connection)
-                if connection.reject_reason is None:
-                    self._served -= 1
+                self._served -= 1
+                left = self._per_source.get(connection.host, 1) - 1
+                if left > 0:
+                    self._per_source[connection.host] = left
                 else:
-                    self._rejecting -= 1
+                    self._per_source.pop(connection.host, None)
 
     def active_connections(self) -> int:
         """How many connections are being served now (not counting rejected ones)."""
@@ -369,25 +413,47 @@ def _peer_text(peer: object) -> str:
     return str(peer)
 
 
+def _peer_host(peer: object) -> str:
+    """The peer's address without its port: what the per-source limit counts."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer)
+
+
+def _first_frame(buf: bytes | bytearray) -> bytes | None:
+    """The content of the first complete frame in ``buf``, else None."""
+    start = buf.find(START_BLOCK)
+    if start < 0:
+        return None
+    end = buf.find(TRAILER, start + 1)
+    return None if end < 0 else bytes(buf[start + 1 : end])
+
+
+def _readable_partial(partial: bytes) -> bytes | None:
+    """An unfinished frame cut after its last whole segment; None before MSH has ended.
+
+    Only then is MSH-10 known whole, and an ACK can echo it.
+    """
+    start = partial.find(b"MSH")
+    end = max(partial.rfind(b"\r"), partial.rfind(b"\n"))
+    return partial[: end + 1] if 0 <= start < end else None
+
+
 class _Connection:
-    """One accepted socket: reads frames, answers each in order, closes on error or timeout."""
+    """One served socket: reads frames, answers each in order, closes on error or timeout."""
 
     def __init__(
-        self,
-        server: MllpServer,
-        sock: socket.socket,
-        peer: str,
-        number: int,
-        reject_reason: str | None,
+        self, server: MllpServer, sock: socket.socket, peer: str, host: str, number: int
     ) -> None:
         self.server = server
         self.sock = sock
         self.peer = peer
+        self.host = host
         self.number = number
-        self.reject_reason = reject_reason
         self.thread = threading.Thread(target=self.run, name=f"mllp-conn-{number}", daemon=True)
         self._sock_lock = threading.Lock()
         self._closed = False
+        self._timeout: float | None = None
         self.frames = 0
         self.bytes_in = 0
         self.skipped = 0
@@ -411,24 +477,15 @@ class _Connection:
         """Serve the connection, then log what happened and release its slot."""
         started = time.monotonic()
         server = self.server
-        if self.reject_reason is None:
-            log.info(
-                "MLLP connection %d open from %s (%d active)",
-                self.number,
-                self.peer,
-                server.active_connections(),
-            )
-        else:
-            log.warning(
-                "MLLP connection %d from %s over the limit of %d; answering AR then closing",
-                self.number,
-                self.peer,
-                server.max_connections,
-            )
+        log.info(
+            "MLLP connection %d open from %s (%d active)",
+            self.number,
+            self.peer,
+            server.active_connections(),
+        )
         reason = "error"
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.settimeout(server.idle_timeout)
             reason = self._serve()
         except TimeoutError:
             reason = "send timed out (peer not reading)"
@@ -453,16 +510,31 @@ class _Connection:
                 time.monotonic() - started,
             )
 
+    def _set_timeout(self, seconds: float, slack: float = 0.0) -> None:
+        """Set the socket's timeout, unless the one set is at most ``slack`` s longer."""
+        current = self._timeout
+        if current is None or not seconds <= current <= seconds + slack:
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
+
     def _serve(self) -> str:
-        """Read and answer frames until the connection ends; returns why it ended."""
+        """Read and answer frames until the connection ends; returns why it ended.
+
+        Two clocks bound a connection: the idle timeout from the last complete frame (or the
+        connect), and the frame timeout from the start block of the frame being read. Bytes
+        outside a frame move neither.
+        """
         server = self.server
         limit = server.max_frame_bytes
+        idle_timeout, frame_timeout = server.idle_timeout, server.frame_timeout
         buf = bytearray()
         scan = 1  # where the trailer search resumes in the frame at the start of buf
         dropping = False  # inside an oversize frame already answered: drop up to its trailer
         sock = self.sock
+        now = time.monotonic()
+        last_frame = now  # when the last complete frame ended (or the connection opened)
+        frame_start: float | None = None  # when the frame being read (or dropped) began
         while True:
-            answered = False
             while buf:
                 if dropping:
                     end = buf.find(TRAILER)
@@ -475,6 +547,7 @@ class _Connection:
                     del buf[: end + 2]
                     dropping = False
                     scan = 1
+                    frame_start, last_frame = None, now
                     continue
                 if buf[0] != _SB:
                     start = buf.find(START_BLOCK)
@@ -491,6 +564,8 @@ class _Connection:
                         break
                     del buf[:start]
                     scan = 1
+                if frame_start is None:
+                    frame_start = now
                 end = buf.find(TRAILER, scan)
                 if end < 0:
                     if len(buf) - 2 > limit:
@@ -499,7 +574,6 @@ class _Connection:
                         keep = 1 if buf.endswith(END_BLOCK) else 0
                         del buf[: len(buf) - keep]
                         dropping = True
-                        answered = True
                         break
                     scan = max(1, len(buf) - 1)
                     break
@@ -507,65 +581,80 @@ class _Connection:
                     self._too_large(bytes(buf[1 : min(end, 1 + OVERSIZE_PREFIX)]), end - 1)
                     self.skipped += end + 2
                     del buf[: end + 2]
-                    scan = 1
-                    answered = True
-                    continue
-                message = bytes(buf[1:end])
-                del buf[: end + 2]
+                else:
+                    message = bytes(buf[1:end])
+                    del buf[: end + 2]
+                    self._answer(message)
                 scan = 1
-                self._answer(message)
-                answered = True
-            if self.reject_reason is not None and answered:
-                self._linger()
-                return "over the connection limit"
+                frame_start, last_frame = None, time.monotonic()
+            deadline = last_frame + idle_timeout
+            frame_clock = frame_start is not None and frame_start + frame_timeout < deadline
+            if frame_start is not None and frame_clock:
+                deadline = frame_start + frame_timeout
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self._timed_out(buf, dropping, frame_clock)
+            self._set_timeout(left, _TIMEOUT_SLACK)
             try:
                 data = sock.recv(_RECV_BYTES)
             except TimeoutError:
-                if dropping:
-                    return "idle timeout inside an oversize frame (already answered)"
-                if buf:
-                    partial = bytes(buf[1:])
-                    reason = "frame not terminated (no 0x1C 0x0D) before the idle timeout"
-                    self._reply(len(partial), server.fallback_ack(partial, reason))
-                    self._linger()
-                    return "idle timeout with an unterminated frame"
-                return "idle timeout"
+                return self._timed_out(buf, dropping, frame_clock)
+            now = time.monotonic()
             if not data:
-                if dropping:
-                    return "peer closed inside an oversize frame (already answered)"
-                if server.stopping:
-                    if buf:
-                        log.warning(
-                            "MLLP connection %d: shutting down, %d bytes of an unfinished "
-                            "frame dropped",
-                            self.number,
-                            len(buf),
-                        )
-                    return "shutdown"
-                if buf:
-                    log.warning(
-                        "MLLP connection %d: peer closed mid-frame; %d bytes dropped",
-                        self.number,
-                        len(buf),
-                    )
-                    return "peer closed mid-frame"
-                return "peer closed"
+                return self._ended(buf, dropping)
             self.bytes_in += len(data)
             buf += data
 
+    def _timed_out(self, buf: bytearray, dropping: bool, frame_clock: bool) -> str:
+        """Close on a timeout, first answering a frame in progress (AR: it may be resent)."""
+        clock = "frame timeout" if frame_clock else "idle timeout"
+        if dropping:
+            return f"{clock} inside an oversize frame (already answered)"
+        if not buf:
+            return clock
+        partial = bytes(buf[1:])
+        if frame_clock:
+            seconds = self.server.frame_timeout
+            reason = f"frame not terminated (no 0x1C 0x0D) within the {seconds:g} s frame timeout"
+        else:
+            reason = "frame not terminated (no 0x1C 0x0D) before the idle timeout"
+        self._reply(len(partial), self.server.fallback_ack(_readable_partial(partial), reason))
+        self._linger()
+        return f"{clock} with an unterminated frame"
+
+    def _ended(self, buf: bytearray, dropping: bool) -> str:
+        """Why the connection ended when the peer closed (or shutdown stopped reading)."""
+        if dropping:
+            return "peer closed inside an oversize frame (already answered)"
+        if self.server.stopping:
+            if buf:
+                log.warning(
+                    "MLLP connection %d: shutting down, %d bytes of an unfinished frame dropped",
+                    self.number,
+                    len(buf),
+                )
+            return "shutdown"
+        if buf:
+            log.warning(
+                "MLLP connection %d: peer closed mid-frame; %d bytes dropped",
+                self.number,
+                len(buf),
+            )
+            return "peer closed mid-frame"
+        return "peer closed"
+
     def _answer(self, message: bytes) -> None:
-        """Answer one complete frame: handler, or fallback when rejecting or shutting down."""
+        """Answer one complete frame: the handler, or the fallback when shutting down."""
         server = self.server
-        if self.reject_reason is not None:
-            ack = server.fallback_ack(message, self.reject_reason)
-        elif server.stopping:
-            ack = server.fallback_ack(message, "the gateway is shutting down; resend later")
+        if server.stopping:
+            ack = server.fallback_ack(message, "the gateway is shutting down")
         else:
             ack = server.acknowledge(message)
         self._reply(len(message), ack)
 
     def _reply(self, length: int, ack: bytes) -> None:
         """Send one ACK (a single sendall) and log the frame's length and MSA-1."""
+        self._set_timeout(self.server.idle_timeout)
         self.sock.sendall(_frame(ack))
         self.frames += 1
         code = msa_code(ack)
@@ -607,3 +696,164 @@ class _Connection:
                 drained += len(data)
         except OSError:
             return
+
+
+class _Rejection:
+    """A connection over a limit, waiting (briefly) for its first frame or for its close."""
+
+    __slots__ = ("answered", "buf", "deadline", "drained", "peer", "reason", "sock")
+
+    def __init__(self, sock: socket.socket, peer: str, reason: str, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.reason = reason
+        self.deadline = deadline
+        self.buf = bytearray()
+        self.answered = False
+        self.drained = 0
+
+
+class _Rejections:
+    """Over-limit connections answered AR by the accept thread, at most ``max_rejections``.
+
+    Each waits up to ``reject_wait`` s for its first frame (read up to 64 KiB), is answered AR
+    echoing that frame's MSH-10 (none when no frame came), half-closed, and drained for up to
+    a second before the close, so the AR is read rather than lost to a reset. Only the accept
+    thread touches this; it costs a descriptor and a small buffer per connection, no thread.
+    """
+
+    def __init__(self, server: MllpServer) -> None:
+        self.server = server
+        self.selector: selectors.BaseSelector | None = None
+        self.pending: set[_Rejection] = set()
+        self._counts: dict[str, int] = {}
+        self._at_once = 0
+        self._logged = 0.0
+
+    def wait(self) -> float | None:
+        """Seconds until the next deadline or log summary is due (None: nothing is)."""
+        due = [r.deadline for r in self.pending]
+        if self._counts:
+            due.append(self._logged + _REJECT_LOG_SECONDS)
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def add(self, sock: socket.socket, peer: str, reason: str) -> None:
+        """Take an over-limit connection: queue it, or answer it at once when the queue is full."""
+        server = self.server
+        self._note(reason, peer)
+        if server.stopping or self.selector is None:
+            sock.close()
+            return
+        if len(self.pending) >= server.max_rejections:
+            self._at_once += 1
+            self._answer_at_once(sock, reason)
+            return
+        rejection = _Rejection(sock, peer, reason, time.monotonic() + server.reject_wait)
+        try:
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, rejection)
+        except (OSError, ValueError):
+            sock.close()
+            return
+        self.pending.add(rejection)
+
+    def readable(self, rejection: _Rejection) -> None:
+        """Read what has come: the first frame is answered; after the answer, drop and count."""
+        try:
+            data = rejection.sock.recv(_RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(rejection)
+            return
+        if rejection.answered:
+            rejection.drained += len(data)
+            if not data or rejection.drained >= _LINGER_BYTES:
+                self._close(rejection)
+            return
+        rejection.buf += data[: max(0, _REJECT_PREFIX - len(rejection.buf))]
+        message = _first_frame(rejection.buf)
+        if message is not None or not data or len(rejection.buf) >= _REJECT_PREFIX:
+            self._answer(rejection, message)
+            if not data:
+                self._close(rejection)
+
+    def expire(self) -> None:
+        """Answer those whose wait is over (no frame came), close those done draining."""
+        now = time.monotonic()
+        if self._counts and now - self._logged >= _REJECT_LOG_SECONDS:
+            self._log_summary(now)
+        for rejection in [r for r in self.pending if r.deadline <= now]:
+            if rejection.answered:
+                self._close(rejection)
+            else:
+                self._answer(rejection, None)
+
+    def close_all(self) -> None:
+        """Close every pending rejection (the listener is stopping)."""
+        for rejection in list(self.pending):
+            self._close(rejection)
+
+    def _answer(self, rejection: _Rejection, message: bytes | None) -> None:
+        """Send the AR (one non-blocking send), half-close, and start draining."""
+        if message is None:
+            start = rejection.buf.find(START_BLOCK)
+            if start >= 0:
+                message = _readable_partial(bytes(rejection.buf[start + 1 :]))
+        ack = self.server.fallback_ack(message, rejection.reason)
+        rejection.buf.clear()
+        rejection.answered = True
+        rejection.deadline = time.monotonic() + _LINGER_SECONDS
+        try:
+            rejection.sock.send(_frame(ack))
+            rejection.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(rejection)
+
+    def _answer_at_once(self, sock: socket.socket, reason: str) -> None:
+        """Too many rejections pending: answer with what is already readable, then close."""
+        try:
+            sock.setblocking(False)
+            data = b""
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                data = sock.recv(_REJECT_PREFIX)
+            sock.send(_frame(self.server.fallback_ack(_first_frame(data), reason)))
+            sock.shutdown(socket.SHUT_WR)
+            for _ in range(16):  # unread input would turn the close into a reset
+                if not sock.recv(_RECV_BYTES):
+                    break
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def _close(self, rejection: _Rejection) -> None:
+        """Forget and close one rejection."""
+        if rejection in self.pending:
+            self.pending.discard(rejection)
+            if self.selector is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.selector.unregister(rejection.sock)
+        rejection.sock.close()
+
+    def _note(self, reason: str, peer: str) -> None:
+        """Count a rejection; a WARNING a second at most sums them up (each is DEBUG)."""
+        log.debug("MLLP connection from %s over a limit (%s)", peer, reason)
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._logged >= _REJECT_LOG_SECONDS:
+            self._log_summary(now)
+
+    def _log_summary(self, now: float) -> None:
+        """One WARNING for the rejections counted since the last."""
+        summary = "; ".join(f"{n} x {text}" for text, n in sorted(self._counts.items()))
+        log.warning(
+            "MLLP rejected connections (answered AR, then closed): %s; %d of them answered "
+            "at once (more than %d pending)",
+            summary,
+            self._at_once,
+            self.server.max_rejections,
+        )
+        self._counts.clear()
+        self._at_once = 0
+        self._logged = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -514,3 +515,157 @@ def test_minimal_ack_and_msa_code() -> None:
     assert msa(minimal_ack(b"\x00\xff not hl7")) == ("AR", "")
     assert msa_code(b"MSH|^~\\&|X\rMSA|AE|1\r") == "AE"
     assert msa_code(b"junk") == "?"
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset fails the test)."""
+    sock.settimeout(WAIT)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_bytes_outside_a_frame_do_not_hold_the_connection(
+    serve: Callable[..., MllpServer],
+) -> None:
+    server = serve(idle_timeout=0.6)
+    with raw_socket(server) as sock:
+        started = time.monotonic()
+        sock.settimeout(0.15)
+        closed = False
+        while not closed and time.monotonic() - started < WAIT:
+            try:
+                sock.sendall(b"\r\n")
+                closed = sock.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except OSError:  # written after the close: the server has gone
+                closed = True
+        waited = time.monotonic() - started
+    assert closed, "newlines every 0.15 s kept the connection open"
+    assert 0.5 <= waited < 2.0
+    wait_for(lambda: server.active_connections() == 0)
+
+
+def test_a_complete_frame_restarts_the_idle_clock(serve: Callable[..., MllpServer]) -> None:
+    server = serve(idle_timeout=0.6)
+    with connect(server) as client:
+        for n in range(6):  # 1.8 s in all, three idle timeouts, never 0.6 s without a frame
+            assert msa(exchange(client, message(f"TICK{n}"))) == ("AA", f"TICK{n}")
+            time.sleep(0.3)
+        started = time.monotonic()
+        assert_closed(client.socket)
+        assert time.monotonic() - started < 0.6
+
+
+def test_a_trickled_frame_is_answered_ar_and_closed_at_the_frame_timeout(
+    serve: Callable[..., MllpServer],
+) -> None:
+    calls: list[tuple[bytes | None, BaseException | str]] = []
+
+    def recording_fallback(raw: bytes | None, error: BaseException | str) -> bytes:
+        calls.append((raw, error))
+        return fallback(raw, error)
+
+    server = serve(fall_back=recording_fallback, idle_timeout=30.0, frame_timeout=0.8)
+    head = message("SLOW001")
+    with raw_socket(server) as sock:
+        sock.sendall(SB + head)
+        started = time.monotonic()
+        answer = b""
+        sock.settimeout(0.1)
+        while not answer.endswith(TRAILER) and time.monotonic() - started < WAIT:
+            with contextlib.suppress(TimeoutError):
+                sock.sendall(b"N")  # one byte of the frame every 0.1 s, never its end
+                answer += sock.recv(65536)
+        waited = time.monotonic() - started
+        assert answer.startswith(SB) and answer.endswith(TRAILER), "no answer in time"
+        assert read_to_close(sock) == b""
+    assert 0.7 <= waited < 2.0
+    assert msa(answer[1:-2]) == ("AR", "SLOW001")  # the MSH had arrived whole
+    assert len(calls) == 1 and calls[0][1] == (
+        "frame not terminated (no 0x1C 0x0D) within the 0.8 s frame timeout"
+    )
+    assert calls[0][0] is not None and calls[0][0].startswith(head)
+
+
+def test_a_frame_cut_inside_its_msh_is_answered_without_a_control_id(
+    serve: Callable[..., MllpServer],
+) -> None:
+    server = serve(frame_timeout=0.3)
+    with raw_socket(server) as sock:
+        sock.sendall(SB + message("CUTHERE")[:76])  # MSH-10 cut short: "CUTH"
+        answer = read_to_close(sock)
+    assert msa(answer[1:-2]) == ("AR", "")
+
+
+def test_over_the_limit_without_a_frame_gets_a_busy_ar_without_control_id(
+    serve: Callable[..., MllpServer],
+) -> None:
+    server = serve(max_connections=1, reject_wait=0.3)
+    with connect(server) as held:
+        assert msa(exchange(held, message("HOLD001"))) == ("AA", "HOLD001")
+        with raw_socket(server) as extra:
+            started = time.monotonic()
+            answer = read_to_close(extra)
+            waited = time.monotonic() - started
+        assert 0.2 <= waited < 2.0
+        assert msa(answer[1:-2]) == ("AR", "")
+        assert b"the gateway is busy (all 1 MLLP connections are in use)" in answer
+        assert msa(exchange(held, message("HOLD002"))) == ("AA", "HOLD002")
+
+
+def test_a_flood_over_the_limit_is_answered_ar_never_reset(
+    serve: Callable[..., MllpServer],
+) -> None:
+    server = serve(max_connections=2, max_rejections=3)
+    held = [connect(server), connect(server)]
+    try:
+        for n, client in enumerate(held):
+            assert msa(exchange(client, message(f"HELD{n}"))) == ("AA", f"HELD{n}")
+        extras = [raw_socket(server) for _ in range(40)]
+        for n, sock in enumerate(extras):
+            sock.sendall(frame(message(f"FLOOD{n:02d}")))
+        echoed = 0
+        for n, sock in enumerate(extras):
+            with sock:
+                answer = read_to_close(sock)
+            code, control_id = msa(answer[1:-2])
+            assert code == "AR" and control_id in ("", f"FLOOD{n:02d}")
+            echoed += control_id != ""
+        assert echoed >= 3  # at least those queued read their frame and echoed its MSH-10
+        assert server.active_connections() == 2
+        assert msa(exchange(held[0], message("HELD2"))) == ("AA", "HELD2")
+    finally:
+        for client in held:
+            client.close()
+
+
+def test_the_per_source_limit_rejects_only_that_address(
+    serve: Callable[..., MllpServer],
+) -> None:
+    server = serve(max_connections=10, max_per_source=2)
+    held = [connect(server), connect(server)]
+    try:
+        for n, client in enumerate(held):
+            assert msa(exchange(client, message(f"SRC{n}"))) == ("AA", f"SRC{n}")
+        with raw_socket(server) as third:
+            third.sendall(frame(message("SRC3")))
+            answer = read_to_close(third)
+        assert msa(answer[1:-2]) == ("AR", "SRC3")
+        assert b"this address already holds 2 MLLP connections" in answer
+        other = socket.create_connection(
+            server.address, timeout=WAIT, source_address=("127.0.0.2", 0)
+        )
+        with other:
+            other.sendall(frame(message("OTHER1")))
+            (ok,) = read_frames(other, 1)
+        assert msa(ok) == ("AA", "OTHER1")
+        held[0].close()
+        wait_for(lambda: server.active_connections() == 1)
+        with connect(server) as again:
+            assert msa(exchange(again, message("SRC4"))) == ("AA", "SRC4")
+    finally:
+        for client in held:
+            client.close()
