@@ -1,6 +1,7 @@
 """Section 0: translation speed of an earlier commit beside the working tree, in one run.
 
-The earlier commit is checked out into a temporary git worktree; each tree's own code,
+The earlier commit's files are extracted with ``git archive`` into a temporary folder
+(``slow_clients.tree_of``; no git state is touched); each tree's own code,
 mappings and fixtures are timed by ``translate_rate.py`` in a child process pinned to one
 core, alternating before and after so that both see the same neighbours.
 """
@@ -11,11 +12,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
+from slow_clients import tree_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_PER_SECOND = 5000.0
@@ -31,26 +33,16 @@ def _measure(tree: Path, seconds: float) -> dict[str, float]:
     return orjson.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def run(before: str, seconds: float, rounds: int = 3) -> dict[str, Any]:
-    """Median rates per source, before (commit ``before``) and after (the working tree)."""
+def run(before: str, seconds: float, rounds: int = 3, tree: Path | None = None) -> dict[str, Any]:
+    """Median rates per source, before (commit ``before``, or its extracted ``tree``) and
+    after (the working tree)."""
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-    with tempfile.TemporaryDirectory(prefix="gateway-before-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), before],
-            check=True,
-            capture_output=True,
-        )
-        try:
-            for _ in range(rounds):
-                runs["before"].append(_measure(tree, seconds))
-                runs["after"].append(_measure(ROOT, seconds))
-        finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                check=False,
-                capture_output=True,
-            )
+    with ExitStack() as stack:
+        if tree is None:
+            tree = stack.enter_context(tree_of(before))
+        for _ in range(rounds):
+            runs["before"].append(_measure(tree, seconds))
+            runs["after"].append(_measure(ROOT, seconds))
     medians = {
         side: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
         for side, rs in runs.items()

@@ -14,10 +14,10 @@ from payload import FIXTURES, LOAD_SOURCE
 
 from gateway.fhir.body import decode_body
 from gateway.fhir.structure import check_resource
+from gateway.intake.fhir import translate_message
 from gateway.mapping.engine import Mapping, load_mappings
 from gateway.record import ReferralRecord
 from gateway.record_schema import validate_record
-from gateway.referral import translate_message
 
 SOURCES = ("emis-web", "systmone", "vision", "uk-core")
 CONTENT_TYPE = "application/fhir+json"

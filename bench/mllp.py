@@ -4,8 +4,10 @@ First the intake alone: V2Intake.handle called in a loop on one core with a fres
 store, no sockets and no threads, with its steps timed in turn (the single-thread ceiling).
 Then the real ``gateway mllp --listen gp-v2=PORT`` and the bare bench/mllp_echo.py run
 alternately, each loaded by bench/mllp_load.py in its own process (4 connections, one
-message at a time per connection, every message new). After each run the server gets
-SIGTERM and its store is counted with sqlite3: every AA must be a stored row.
+message at a time per connection, every message new). With a ``before`` tree (an earlier
+commit's files), that tree's gateway runs too, in each round, with PYTHONPATH set to it and
+its own mappings and fixture. After each run the server gets SIGTERM and its store is
+counted with sqlite3: every AA must be a stored row.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from v2_payload import V2_SOURCE, fill, message_template
 
 from gateway.hl7v2.ack import build_ack
 from gateway.hl7v2.er7 import parse
-from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake, dedup_key, translate_parsed
+from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake, dedup_key, translate_parsed
 from gateway.mapping.engine import load_mappings
 from gateway.store.database import Database
 from gateway.store.messages import InboundMessage
@@ -51,6 +53,8 @@ P99_TARGET_MS = 25.0
 CONNECTIONS = 4
 WARM_UP_PER_CONNECTION = 10
 KINDS = ("baseline", "gateway")
+#: The gateway of the earlier commit's tree, beside "gateway" (the working tree).
+BEFORE = "before"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -157,19 +161,29 @@ def _wait_accepting(listener: Listener, timeout: float = 60.0) -> None:
     raise SystemExit(f"{listener.kind} not accepting after {timeout:.0f} s:\n{listener.log_tail()}")
 
 
-def start(kind: str, db: Path, workdir: Path) -> Listener:
-    """The gateway's MLLP listener for gp-v2, or the baseline, on a free port."""
+def is_gateway(kind: str) -> bool:
+    """True for a gateway run (either tree), False for the baseline."""
+    return kind in ("gateway", BEFORE)
+
+
+def start(kind: str, db: Path, workdir: Path, tree: Path | None = None) -> Listener:
+    """The gateway's MLLP listener for gp-v2, or the baseline, on a free port. ``tree``: run
+    that tree's gateway (PYTHONPATH and working directory set to it)."""
     port = free_port()
-    if kind == "gateway":
+    cwd = None
+    if is_gateway(kind):
         argv = [str(GATEWAY), "mllp", "--listen", f"{V2_SOURCE}={port}", "--host", HOST]
         env = gateway_env(db)
         env["GATEWAY_LOG_LEVEL"] = "WARNING"
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+            cwd = tree
     else:
         argv = [sys.executable, str(BENCH / "mllp_echo.py"), "--port", str(port), "--db", str(db)]
         env = dict(os.environ)
     log_path = workdir / f"mllp-{kind}.log"
     log_file = log_path.open("ab")
-    process = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT)
     listener = Listener(kind, process, port, db, log_path, log_file)
     _wait_accepting(listener)
     return listener
@@ -193,7 +207,7 @@ def load(listener: Listener, template: Path, tag: int, seconds: float) -> dict[s
         "--warm-up",
         str(WARM_UP_PER_CONNECTION),
     ]
-    if listener.kind == "gateway":
+    if is_gateway(listener.kind):
         argv.append("--check-control-id")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
     if done.returncode != 0 or not done.stdout.strip():
@@ -217,11 +231,18 @@ def _py_spy(listener: Listener, seconds: float, profile: Path) -> subprocess.Pop
 
 
 def run_one(
-    kind: str, workdir: Path, template: Path, tag: int, seconds: float, profile: Path | None = None
+    kind: str,
+    workdir: Path,
+    template: Path,
+    tag: int,
+    seconds: float,
+    profile: Path | None = None,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
-    """Start one server, load it, stop it, count its store (``profile``: py-spy it)."""
+    """Start one server (``tree``: that tree's gateway), load it, stop it, count its store
+    (``profile``: py-spy it)."""
     db = workdir / f"mllp-{kind}-{tag}.db"
-    listener = start(kind, db, workdir)
+    listener = start(kind, db, workdir, tree)
     log_offset = listener.log_path.stat().st_size
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -241,7 +262,7 @@ def run_one(
     out["cpu_ms_per_message"] = cpu / result["messages"] * 1e3 if result["messages"] else 0.0
     out["log_problems"] = sum(1 for ln in log_lines if " WARNING " in ln or " ERROR " in ln)
     out["stored"] = count_rows(db)
-    if kind == "gateway":
+    if is_gateway(kind):
         out["messages_stored"] = count_rows(db, "messages")
         out["not_accepted_messages"] = count_rows(db, "messages WHERE status != 'accepted'")
     aa = result["codes"].get("AA", 0) + result["warm_up_codes"].get("AA", 0)
@@ -293,25 +314,36 @@ def run(
     alone_seconds: float,
     part_seconds: float,
     profile: Path | None = None,
+    before: Path | None = None,
 ) -> dict[str, Any]:
     """The intake alone, then baseline and gateway alternately, ``rounds`` each: medians,
-    ratio, targets, loss check. ``profile``: py-spy the gateway's last run into that file."""
+    ratio, targets, loss check. ``profile``: py-spy the gateway's last run into that file.
+    ``before``: an earlier commit's tree, whose gateway runs in each round too (its own
+    fixture's message, its own mappings)."""
     alone = intake_alone(workdir, alone_seconds, part_seconds)
     template = workdir / "v2-template.hl7"
     template.write_bytes(message_template())
+    kinds: tuple[str, ...] = KINDS
+    templates = {kind: template for kind in KINDS}
+    if before is not None:
+        kinds = ("baseline", BEFORE, "gateway")
+        templates[BEFORE] = workdir / "v2-template-before.hl7"
+        fixture = before / "fixtures" / V2_SOURCE / "01-new-referral.hl7"
+        templates[BEFORE].write_bytes(message_template(fixture))
     runs = []
     tag = 0
     for round_no in range(1, rounds + 1):
-        for kind in KINDS:
+        for kind in kinds:
             tag += 1
             spy = profile if kind == "gateway" and round_no == rounds else None
-            one = run_one(kind, workdir, template, tag, seconds, spy)
+            tree = before if kind == BEFORE else None
+            one = run_one(kind, workdir, templates[kind], tag, seconds, spy, tree)
             one["round"] = round_no
             runs.append(one)
             rate, p99 = one["per_second"], one["p99_ms"]
             print(f"  ... mllp {kind:<8}: {rate:7.1f} msg/s, p99 {p99:.1f} ms", file=sys.stderr)
     median: dict[str, dict[str, float]] = {}
-    for kind in KINDS:
+    for kind in kinds:
         mine = [r for r in runs if r["kind"] == kind]
         median[kind] = {
             name: float(statistics.median(r[name] for r in mine))
@@ -319,6 +351,7 @@ def run(
         }
     return {
         "source": V2_SOURCE,
+        "before_tree": str(before) if before else None,
         "intake_alone": alone,
         "profile": str(profile) if profile else None,
         "connections": CONNECTIONS,
@@ -357,6 +390,25 @@ def report_alone(alone: dict[str, Any]) -> None:
     )
 
 
+def report_before_after(data: dict[str, Any]) -> None:
+    """The gateway of the earlier commit (before) against the working tree's (after)."""
+    med = data["median"]
+    print(
+        f"\n   Before ({data.get('before_ref') or data['before_tree']}) and after (working tree),"
+        " the same run, alternating; medians:"
+    )
+    print(f"     {'measure':<22}{'before':>10}{'after':>10}{'change':>9}")
+    for name, label in (
+        ("per_second", "messages/s"),
+        ("p50_ms", "p50 ms"),
+        ("p99_ms", "p99 ms"),
+        ("cpu_ms_per_message", "server CPU ms/msg"),
+    ):
+        before, after = med[BEFORE][name], med["gateway"][name]
+        change = f"{(after / before - 1) * 100:+.0f} %" if before else ""
+        print(f"     {label:<22}{before:>10.2f}{after:>10.2f}{change:>9}")
+
+
 def report(data: dict[str, Any]) -> None:
     """Print sections 7 and 8."""
     print(
@@ -387,8 +439,7 @@ def report(data: dict[str, Any]) -> None:
         )
     med = data["median"]
     print("\n   Medians:")
-    for kind in KINDS:
-        m = med[kind]
+    for kind, m in med.items():
         print(
             f"     {kind:<9} {m['per_second']:>8.1f} msg/s   p50 {m['p50_ms']:6.2f} ms"
             f"   p99 {m['p99_ms']:6.2f} ms   max {m['max_ms']:6.1f} ms"
@@ -407,6 +458,8 @@ def report(data: dict[str, Any]) -> None:
     )
     print("   (CPU ms/msg: the server process's user+system CPU during the load, per timed")
     print("   message; the warm-up is included in the store counts below, not in the timings)")
+    if BEFORE in med:
+        report_before_after(data)
 
     print("\n8. No lost message: each store counted with sqlite3 after SIGTERM")
     print(f"   stored must equal every AA received (warm-up + timed), ± ≤ {data['connections']}")

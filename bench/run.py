@@ -8,6 +8,7 @@ worker/thread settings (bench/results/sweep.json). Load goes to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -28,6 +29,8 @@ import before_after
 import inprocess
 import mllp
 import orjson
+import outbox_drain
+import slow_clients
 import v2
 import writeback
 from baseline_app import create_schema
@@ -46,8 +49,8 @@ from servers import (
 )
 
 from gateway.config import load_config
+from gateway.intake.fhir import translate_message
 from gateway.mapping.engine import load_mappings
-from gateway.referral import translate_message
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The gateway's shipped defaults (GATEWAY_WORKERS=2, GATEWAY_THREADS=8): the benchmark measures
@@ -130,13 +133,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--before",
         metavar="REF",
-        help="also time translation at this git commit beside the working tree (section 0)",
+        help="also run translation (0), MLLP (7-8), slow clients (9) and the outbox drain"
+        " (10) at this git commit, beside the working tree",
+    )
+    parser.add_argument(
+        "--skip-translation-before", action="store_true", help="skip section 0 (with --before)"
     )
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-writeback", action="store_true")
     parser.add_argument("--skip-v2", action="store_true", help="skip in-process HL7 v2 (6)")
     parser.add_argument("--skip-mllp", action="store_true", help="skip MLLP end to end (7-8)")
+    parser.add_argument(
+        "--skip-slow-clients", action="store_true", help="skip slow clients (9; with --before)"
+    )
+    parser.add_argument("--slow-samples", type=int, default=slow_clients.SAMPLES)
+    parser.add_argument(
+        "--slow-http-seconds",
+        type=float,
+        default=slow_clients.HTTP_SECONDS,
+        help="referral load per server in section 9 (0: none)",
+    )
+    parser.add_argument(
+        "--skip-outbox-drain", action="store_true", help="skip the outbox drain (10)"
+    )
+    parser.add_argument("--drain-items", type=int, default=outbox_drain.ITEMS)
+    parser.add_argument(
+        "--drain-outage",
+        type=float,
+        default=outbox_drain.OUTAGE_SECONDS,
+        help="seconds the webhook target answers 503 in section 10",
+    )
+    parser.add_argument("--drain-rounds", type=int, default=outbox_drain.ROUNDS)
+    parser.add_argument("--drain-timeout", type=float, default=outbox_drain.DRAIN_TIMEOUT)
     parser.add_argument("--mllp-duration", type=float, default=10.0, help="seconds per MLLP run")
     parser.add_argument("--mllp-rounds", type=int, default=3, help="baseline+gateway MLLP rounds")
     parser.add_argument(
@@ -470,15 +499,35 @@ def main(argv: list[str] | None = None) -> int:
         f"Referral gateway benchmark, {report['when']}, Python {report['python']},"
         f" {report['cpus']} CPUs\n"
     )
-    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
-        if args.sweep:
+    if args.sweep:
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
             report["sweep"] = sweep_section(args, Path(tmp))
-            print_sweep(report["sweep"])
-            path = write("sweep.json", report)
-            print(f"\nwritten {path}")
-            return 0
-        if args.before:
-            report["before_after"] = before_after.run(args.before, args.seconds)
+        print_sweep(report["sweep"])
+        path = write("sweep.json", report)
+        print(f"\nwritten {path}")
+        return 0
+    with contextlib.ExitStack() as stack:
+        # One copy of REF's files (git archive, no git state) for sections 0, 7-8 and 10.
+        before_tree = (
+            stack.enter_context(slow_clients.tree_of(args.before)) if args.before else None
+        )
+        run_sections(args, report, before_tree)
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    path = write("latest.json", report)
+    print(f"\nTotal {report['elapsed_s']} s; figures written to {path}")
+    http, mllp_data = report.get("http"), report.get("mllp")
+    lost = (http is not None and not http["no_lost_referral"]) or (
+        mllp_data is not None and not mllp_data["no_lost_message"]
+    )
+    undrained = "outbox_drain" in report and not report["outbox_drain"]["ok"]
+    return 1 if lost or undrained else 0
+
+
+def run_sections(args: argparse.Namespace, report: dict[str, Any], before: Path | None) -> None:
+    """Every section not skipped, in order, each printed as it ends; ``before``: REF's tree."""
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        if args.before and not args.skip_translation_before:
+            report["before_after"] = before_after.run(args.before, args.seconds, tree=before)
             before_after.report(report["before_after"])
             print()
         if not args.skip_inprocess:
@@ -506,16 +555,27 @@ def main(argv: list[str] | None = None) -> int:
                 args.seconds,
                 args.part_seconds,
                 args.mllp_profile.resolve() if args.mllp_profile else None,
+                before,
             )
+        report["mllp"]["before_ref"] = args.before
         mllp.report(report["mllp"])
-    report["elapsed_s"] = round(time.monotonic() - started, 1)
-    path = write("latest.json", report)
-    print(f"\nTotal {report['elapsed_s']} s; figures written to {path}")
-    http, mllp_data = report.get("http"), report.get("mllp")
-    lost = (http is not None and not http["no_lost_referral"]) or (
-        mllp_data is not None and not mllp_data["no_lost_message"]
-    )
-    return 1 if lost else 0
+    if not args.skip_slow_clients:
+        print()
+        report["slow_clients"] = slow_clients.run(
+            args.before, args.slow_samples, http_seconds=args.slow_http_seconds
+        )
+        slow_clients.report(report["slow_clients"])
+    if not args.skip_outbox_drain:
+        print()
+        report["outbox_drain"] = outbox_drain.run(
+            args.before,
+            args.drain_items,
+            args.drain_outage,
+            args.drain_timeout,
+            args.drain_rounds,
+            before,
+        )
+        outbox_drain.report(report["outbox_drain"])
 
 
 if __name__ == "__main__":

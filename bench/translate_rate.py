@@ -14,7 +14,13 @@ from pathlib import Path
 import orjson
 
 from gateway.mapping.engine import load_mappings
-from gateway.referral import translate_message
+
+try:  # the layout since gateway/intake/ (an older commit's tree has the old one)
+    from gateway.intake.fhir import translate_message
+    from gateway.intake.hl7v2 import translate_v2
+except ImportError:
+    from gateway.hl7v2.intake import translate_v2  # type: ignore[no-redef]
+    from gateway.referral import translate_message  # type: ignore[no-redef]
 
 FHIR_SOURCES = ("emis-web", "systmone", "vision", "uk-core")
 V2_SOURCE = "gp-v2"
@@ -47,8 +53,6 @@ def main() -> None:
             lambda s=source, b=body: translate_message(mappings, s, b, "application/fhir+json"),
             seconds,
         )
-    from gateway.hl7v2.intake import translate_v2
-
     raw = (root / "fixtures" / V2_SOURCE / "01-new-referral.hl7").read_bytes()
     out["gp-v2 REF^I12"] = rate(lambda: translate_v2(mappings, V2_SOURCE, raw), seconds)
     print(orjson.dumps(out).decode())

@@ -19,8 +19,8 @@ from v2_payload import V2_FIXTURE, V2_SOURCE, fill, ids, message_template
 
 from gateway.errors import GatewayError
 from gateway.hl7v2.er7 import parse
-from gateway.hl7v2.intake import translate_parsed, translate_v2
 from gateway.hl7v2.strict import validate_structure
+from gateway.intake.hl7v2 import translate_parsed, translate_v2
 from gateway.mapping.engine import Mapping, load_mappings
 
 TARGET_PER_SECOND = 5000.0

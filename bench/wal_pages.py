@@ -22,11 +22,10 @@ from payload import LOAD_SOURCE, fill, referral_template
 from v2_payload import V2_SOURCE, message_template
 from v2_payload import fill as fill_v2
 
-from gateway.hl7v2.intake import V2Intake
+from gateway.intake.fhir import ReferralIntake
+from gateway.intake.hl7v2 import V2Intake
 from gateway.mapping.engine import load_mappings
-from gateway.referral import ReferralIntake
 from gateway.store.database import Database
-from gateway.store.messages import InboundMessage
 from gateway.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +56,13 @@ def main() -> None:
 
             def store() -> None:
                 body = fill(template, 1, 0, next(counter))
-                message = InboundMessage("fhir-message", LOAD_SOURCE, body, "application/fhir+json")
-                fhir.receive(message, ("message",))
+                fhir.receive(
+                    LOAD_SOURCE,
+                    body,
+                    "application/fhir+json",
+                    channel="fhir-message",
+                    expected=("message",),
+                )
 
         store()
         wal = path.with_name(path.name + "-wal")

@@ -17,10 +17,11 @@ from gateway.destinations import load_destinations
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error, from_http_status
 from gateway.fhir.structure import preload as preload_elements
-from gateway.hl7v2.intake import V2Intake
+from gateway.hl7v2.er7 import Limits
+from gateway.intake.fhir import ReferralIntake
+from gateway.intake.hl7v2 import V2Intake
+from gateway.intake.webhooks import webhook_hook
 from gateway.mapping.engine import load_mappings
-from gateway.outcome.intake import webhook_hook
-from gateway.referral import ReferralIntake
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
 
@@ -46,7 +47,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["gateway.mappings"] = mappings
     app.extensions["gateway.keys"] = KeyRing(db)
     app.extensions["gateway.intake"] = ReferralIntake(db, mappings, on_stored)
-    app.extensions["gateway.v2intake"] = V2Intake(db, mappings, on_stored)
+    app.extensions["gateway.v2intake"] = V2Intake(
+        db, mappings, on_stored, Limits.from_config(app.config)
+    )
     for blueprint in (fhir.bp, hl7v2.bp, outcomes.bp, records.bp, service.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)

@@ -81,7 +81,7 @@ def mllp(listen: tuple[str, ...], host: str | None, no_migrate: bool) -> None:
     """Run MLLP listeners for HL7 v2 sources (AA only once a message is stored)."""
     import logging
 
-    from gateway.hl7v2.listener import run as run_mllp
+    from gateway.listener import run as run_mllp
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
@@ -231,9 +231,9 @@ def pull(source: str, once: bool, no_migrate: bool) -> None:
     import signal
     import threading
 
-    from gateway.outcome.intake import webhook_hook
-    from gateway.pull import Poller
-    from gateway.referral import ReferralIntake
+    from gateway.intake.fhir import ReferralIntake
+    from gateway.intake.pull import Poller
+    from gateway.intake.webhooks import webhook_hook
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")

@@ -13,9 +13,9 @@ import orjson
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error
 from gateway.hl7v2.ack import ack_code
-from gateway.hl7v2.intake import translate_v2
+from gateway.intake.fhir import translate_message
+from gateway.intake.hl7v2 import translate_v2
 from gateway.mapping.engine import Mapping
-from gateway.referral import translate_message
 from gateway.withdrawal import is_withdrawal, not_held
 
 INPUT_SUFFIXES = (".json", ".xml", ".hl7")

@@ -12,8 +12,8 @@ from support import FIXTURES
 
 from gateway.errors import GatewayError
 from gateway.golden import fixtures
+from gateway.intake.fhir import translate_message
 from gateway.mapping.engine import load_mappings
-from gateway.referral import translate_message
 
 MAPPINGS = load_mappings(FIXTURES.parent / "mappings")
 REPLACEMENTS: list[Any] = [None, "", "x", 0, -1, 1.5, True, [], {}, [None], {"a": 1}, "ü" * 300]

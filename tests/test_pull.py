@@ -26,7 +26,7 @@ from support import FIXTURES, Gateway, stored_messages
 
 from gateway.cli import main
 from gateway.destinations import Pull
-from gateway.pull import Poller, fhir_instant, parse_instant
+from gateway.intake.pull import Poller, fhir_instant, parse_instant
 from gateway.store.database import Database
 from gateway.store.models import RecordVersion, Referral
 from gateway.store.referrals import get_record
@@ -354,7 +354,7 @@ def test_a_failed_search_keeps_the_watermark_and_is_tried_again(
     hapi.failures.append((status, body))
     pull = poller(gateway)
 
-    with caplog.at_level(logging.WARNING, logger="gateway.pull"):
+    with caplog.at_level(logging.WARNING, logger="gateway.intake.pull"):
         assert pull.poll_once() == 0
     assert pull.last_error is not None and expected in pull.last_error
     assert expected in caplog.text
@@ -390,7 +390,7 @@ def test_a_referral_the_mapping_rejects_is_kept_and_the_round_goes_on(
     hapi.add(bad)
     hapi.add(server_copy("2002", 200, "2026-11-02T10:15:00.000Z"))
 
-    with caplog.at_level(logging.WARNING, logger="gateway.pull"):
+    with caplog.at_level(logging.WARNING, logger="gateway.intake.pull"):
         assert poller(gateway).poll_once() == 1
 
     assert referrals(gateway) == {"2002": 1}

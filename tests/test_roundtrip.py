@@ -25,8 +25,8 @@ from support import FIXTURES, Gateway, build_gateway
 
 from gateway.cli import main
 from gateway.destinations import Destinations
+from gateway.intake.pull import Poller
 from gateway.outbox.queue import now_utc
-from gateway.pull import Poller
 from gateway.store.database import Database
 from gateway.store.models import Message, OutboxItem, RecordVersion, Referral
 from gateway.store.referrals import get_record

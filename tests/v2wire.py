@@ -10,8 +10,8 @@ from support import HL7_V2, Gateway, build_gateway, stored_messages
 
 from gateway.config import load_config
 from gateway.hl7v2.er7 import V2Message, parse
-from gateway.hl7v2.listener import build_servers
 from gateway.hl7v2.mllp import MllpServer
+from gateway.listener import build_servers
 from gateway.store.models import Message, RecordVersion
 
 SB, TRAILER = b"\x0b", b"\x1c\x0d"

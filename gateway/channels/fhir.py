@@ -12,8 +12,7 @@ from gateway.auth import authenticate_source
 from gateway.channels.http import fhir_response, read_body, too_large
 from gateway.fhir.capability import capability_statement
 from gateway.fhir.outcome import from_diagnostics
-from gateway.referral import BARS_EVENTS, Received, ReferralIntake, source_message_id
-from gateway.store.messages import InboundMessage
+from gateway.intake.fhir import BARS_EVENTS, Received, ReferralIntake, source_message_id
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -28,25 +27,24 @@ def _receive(
     """Authenticate, read within the limit and take the message; returns headers to echo."""
     source = authenticate_source()
     body, over = read_body()
-    message = InboundMessage(
-        channel=channel,
-        source=source,
-        body=body,
-        content_type=request.content_type,
-        request_id=request.headers.get("X-Request-Id") or str(uuid.uuid4()),
-        correlation_id=request.headers.get("X-Correlation-Id"),
-        truncated=over,
-        success_status=success,
-    )
-    echo = {"X-Request-Id": message.request_id or ""}
-    if message.correlation_id:
-        echo["X-Correlation-Id"] = message.correlation_id
+    request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+    correlation_id = request.headers.get("X-Correlation-Id")
+    echo = {"X-Request-Id": request_id}
+    if correlation_id:
+        echo["X-Correlation-Id"] = correlation_id
     g.echo_headers = echo  # refusals carry them too (see gateway.app)
-    if over:
-        error = too_large()
-        _intake().reject(message, error)
-        raise error
-    return _intake().receive(message, expected), echo
+    received = _intake().receive(
+        source,
+        body,
+        request.content_type,
+        channel=channel,
+        expected=expected,
+        success_status=success,
+        request_id=request_id,
+        correlation_id=correlation_id,
+        over_limit=too_large() if over else None,
+    )
+    return received, echo
 
 
 def _summary(received: Received) -> dict[str, Any]:

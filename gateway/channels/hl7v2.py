@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
-from flask.blueprints import BlueprintSetupState
 
 from gateway.auth import authenticate_source
 from gateway.channels.http import read_body, too_large
 from gateway.errors import GatewayError, UnsupportedMediaType
-from gateway.hl7v2 import batch
-from gateway.hl7v2.ack import build_ack
-from gateway.hl7v2.er7 import Limits, envelope, read_header
-from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake
-from gateway.store.messages import InboundMessage, store_rejected
+from gateway.hl7v2.er7 import envelope
+from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake
 
 bp = Blueprint("hl7v2", __name__)
-
-
-@bp.record_once
-def _configure(state: BlueprintSetupState) -> None:
-    """Give the app's v2 intake the HL7 v2 limits of the app's configuration."""
-    intake = state.app.extensions.get("gateway.v2intake")
-    if isinstance(intake, V2Intake):
-        intake.limits = Limits.from_config(state.app.config)
+CHANNEL = "hl7v2-http"
 
 
 def _ack_response(ack: bytes, status: int = 200) -> Response:
@@ -46,17 +35,9 @@ def receive() -> Response:
     elif media not in (MEDIA_TYPE, "application/hl7-v2"):
         refusal = UnsupportedMediaType(f"send {MEDIA_TYPE}, not {media or 'no Content-Type'}")
     if refusal is not None:
-        ack = build_ack(read_header(body) if over else None, refusal)
-        message = InboundMessage(
-            channel="hl7v2-http",
-            source=source,
-            body=body,
-            content_type=request.content_type,
-            truncated=over,
-            response=ack,
+        ack = intake.refuse_unread(
+            source, body, request.content_type, channel=CHANNEL, error=refusal, truncated=over
         )
-        problem = {"code": refusal.issue_code, "location": "", "message": refusal.message}
-        store_rejected(intake.db, message, refusal.status, problem)
         return _ack_response(ack, refusal.status)
     status = 200 if envelope(body) else 400
-    return _ack_response(batch.receive(intake, source, body, "hl7v2-http"), status)
+    return _ack_response(intake.receive(source, body, CHANNEL), status)

@@ -8,7 +8,7 @@ import orjson
 from flask import Response, current_app, request
 
 from gateway.errors import PayloadTooLarge
-from gateway.store.messages import KEPT_PREFIX
+from gateway.intake.pipeline import KEPT_PREFIX
 
 FHIR_JSON = "application/fhir+json"
 

@@ -7,10 +7,8 @@ from flask import Blueprint, Response, current_app
 from gateway.auth import authenticate
 from gateway.channels.http import json_response as _json
 from gateway.channels.http import read_body, too_large
-from gateway.destinations import Destinations
+from gateway.intake.outcomes import take_outcome
 from gateway.outbox import queue
-from gateway.outcome.intake import take_outcome
-from gateway.store.database import Database
 
 bp = Blueprint("outcomes", __name__)
 
@@ -22,9 +20,14 @@ def post_outcome(referral_id: str) -> Response:
     body, over = read_body()
     if over:
         raise too_large()
-    db: Database = current_app.extensions["gateway.db"]
-    destinations: Destinations = current_app.extensions["gateway.destinations"]
-    taken = take_outcome(db, destinations, platform.name, referral_id, body)
+    extensions = current_app.extensions
+    taken = take_outcome(
+        extensions["gateway.db"],
+        extensions["gateway.destinations"],
+        platform.name,
+        referral_id,
+        body,
+    )
     return _json(
         {
             "referral_id": taken.referral_id,

@@ -1,1 +1,1 @@
-"""HL7 v2: ER7 parsing, acknowledgements, the MLLP listener and v2 referral intake."""
+"""HL7 v2, the protocol only: ER7 parsing, ACKs, batches, strict validation, MLLP framing."""

@@ -1,13 +1,13 @@
 """HL7 v2 batches: FHS/BHS ... BTS/FTS around messages, each message answered on its own.
 
 A batch file is ``[FHS] {[BHS] {MSH ...} [BTS]} [FTS]``. Each message is cut out of the file
-byte for byte and handed to the intake like a message sent alone, so it is kept, refused or
-stored independently, and a resent batch is answered from what each message got before
-(nothing is stored twice). The answer is a batch acknowledgement: FHS (when the sender sent
-one), then per batch a BHS, one ACK per message in the order sent, and a BTS counting them,
-then FTS. Bytes in a batch that are not a batch segment and not inside a message (a segment
-before the first MSH) are handed over as a message of their own, and refused as not HL7 v2:
-nothing in a batch goes unanswered.
+byte for byte and handed to the handler (the intake) like a message sent alone, so it is
+kept, refused or stored independently, and a resent batch is answered from what each
+message got before (nothing is stored twice). The answer is a batch acknowledgement: FHS
+(when the sender sent one), then per batch a BHS, one ACK per message in the order sent, and
+a BTS counting them, then FTS. Bytes in a batch that are not a batch segment and not inside
+a message (a segment before the first MSH) are handed over as a message of their own, and
+refused as not HL7 v2: nothing in a batch goes unanswered.
 """
 
 from __future__ import annotations
@@ -15,13 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gateway.hl7v2.ack import build_batch_ack
-from gateway.hl7v2.er7 import Encoding, envelope
-
-if TYPE_CHECKING:
-    from gateway.hl7v2.intake import V2Intake
+from gateway.hl7v2.er7 import Encoding
 
 _LINE = re.compile(rb"[^\r\n]+")
 _BATCH = frozenset((b"FHS", b"BHS", b"BTS", b"FTS"))
@@ -129,10 +125,3 @@ def answer(handle: Callable[[bytes], bytes], raw: bytes) -> bytes:
     if not answered:
         answered.append((_NO_HEADER, []))
     return build_batch_ack(parsed.encoding, parsed.header, answered)
-
-
-def receive(intake: V2Intake, source: str, raw: bytes, channel: str) -> bytes:
-    """The answer to what a sender sent: a batch acknowledgement for a batch, else the ACK."""
-    if envelope(raw) == "batch":
-        return answer(lambda message: intake.handle(source, message, channel), raw)
-    return intake.handle(source, raw, channel)

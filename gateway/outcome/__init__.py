@@ -1,1 +1,1 @@
-"""Outcomes from link-worker platforms: the outcome record, the status machine, intake."""
+"""Outcomes from link-worker platforms: the outcome record and the status machine."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import Table, bindparam, insert, select
 
 from gateway.store.database import Database
 from gateway.store.models import Message
@@ -79,4 +79,27 @@ def store_rejected(
         )
 
 
-_MESSAGES = Message.__table__
+def answer_given(db: Database, message: InboundMessage) -> bytes | None:
+    """The answer already kept for this exact message (same source, control id and bytes)."""
+    query = _GIVEN_NO_ID if message.control_id is None else _GIVEN
+    params = {"source": message.source, "sha": message.sha256, "cid": message.control_id}
+    with db.snapshot() as conn:
+        response: bytes | None = conn.execute(query, params).scalar()
+    return response
+
+
+_MESSAGES = cast(Table, Message.__table__)
+_GIVEN_BASE = (
+    select(_MESSAGES.c.response)
+    .where(
+        _MESSAGES.c.source == bindparam("source"),
+        _MESSAGES.c.body_sha256 == bindparam("sha"),
+        _MESSAGES.c.response.is_not(None),
+        _MESSAGES.c.status != "failed",
+    )
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+)
+# Built once: building a statement per message cost more than running it.
+_GIVEN = _GIVEN_BASE.where(_MESSAGES.c.control_id == bindparam("cid"))
+_GIVEN_NO_ID = _GIVEN_BASE.where(_MESSAGES.c.control_id.is_(None))

@@ -24,7 +24,7 @@ from gateway.errors import (
 from gateway.fhir.outcome import from_error, from_http_status
 from gateway.hl7v2.ack import ack_code as v2_ack_code
 from gateway.hl7v2.er7 import NotAnHl7Message, OverLimit
-from gateway.referral import InternalFault
+from gateway.intake.pipeline import InternalFault
 from gateway.refusals import HTTP_ERROR_CODES, decide, for_status
 
 # (error, HTTP status, FHIR issue code, BaRS http-error code, ACK code)

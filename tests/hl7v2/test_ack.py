@@ -22,7 +22,7 @@ from gateway.errors import (
 )
 from gateway.hl7v2.ack import APPLICATION, FACILITY, ack_code, build_ack, error_location
 from gateway.hl7v2.er7 import V2Message, parse
-from gateway.referral import InternalFault
+from gateway.intake.pipeline import InternalFault
 
 
 def header(

@@ -547,7 +547,7 @@ def test_hl7apy_escaping_our_text_gives_back_the_sent_text(path: Path) -> None:
 
 def test_a_damaged_hospital_a_date_is_refused_naming_the_field_not_a_fault() -> None:
     from gateway.errors import GatewayError
-    from gateway.hl7v2.intake import translate_v2
+    from gateway.intake.hl7v2 import translate_v2
     from gateway.mapping.engine import load_mappings
 
     root = Path(__file__).resolve().parents[2]

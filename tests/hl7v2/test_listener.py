@@ -14,10 +14,10 @@ from support import FIXTURES
 
 from gateway.config import load_config
 from gateway.golden import fixtures
-from gateway.hl7v2 import intake as intake_module
 from gateway.hl7v2.er7 import parse
-from gateway.hl7v2.listener import build_servers
 from gateway.hl7v2.mllp import MllpServer
+from gateway.intake import hl7v2 as intake_module
+from gateway.listener import build_servers
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.models import Message, RecordVersion

@@ -12,9 +12,9 @@ import pytest
 from gateway import nhs_number
 from gateway.config import ROOT
 from gateway.errors import GatewayError, InvalidContent, RequiredMissing
-from gateway.hl7v2.intake import translate_v2
+from gateway.intake.fhir import translate_message
+from gateway.intake.hl7v2 import translate_v2
 from gateway.mapping.engine import Mapping, load_mappings
-from gateway.referral import translate_message
 
 FIXTURES = ROOT / "fixtures"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"

@@ -17,8 +17,8 @@ import pytest
 from gateway.config import ROOT
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error
+from gateway.intake.fhir import translate_message
 from gateway.mapping.engine import load_mappings
-from gateway.referral import translate_message
 
 MAPPINGS = load_mappings(ROOT / "mappings")
 FIXTURES = ROOT / "fixtures" / "uk-core"

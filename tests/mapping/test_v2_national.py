@@ -11,7 +11,7 @@ import pytest
 from gateway.config import ROOT
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error
-from gateway.hl7v2.intake import translate_v2
+from gateway.intake.hl7v2 import translate_v2
 from gateway.mapping.engine import load_mappings
 from gateway.nhs_number import synthetic
 

@@ -1,4 +1,9 @@
-"""Running MLLP listeners for HL7 v2 sources: one port per source, as interface engines do."""
+"""The MLLP process: listeners for HL7 v2 sources, one port per source, as interface engines do.
+
+The composition root of ``gateway mllp`` (as ``gateway.server`` is of ``gateway serve``): it
+loads the mappings and destinations, opens the store, and wires the protocol's MLLP server
+(``gateway.hl7v2.mllp``) to the HL7 v2 intake (``gateway.intake.hl7v2``).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,13 @@ from typing import Any
 from gateway.destinations import load_destinations
 from gateway.errors import PayloadTooLarge, StoreUnavailable
 from gateway.heap import settle_heap
-from gateway.hl7v2 import batch
 from gateway.hl7v2.ack import build_ack
 from gateway.hl7v2.er7 import Limits, V2Message, parse, read_header
-from gateway.hl7v2.intake import MEDIA_TYPE, V2Intake
 from gateway.hl7v2.mllp import FrameTooLarge, MllpServer
+from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake
+from gateway.intake.webhooks import webhook_hook
 from gateway.mapping.engine import load_mappings
-from gateway.outcome.intake import webhook_hook
 from gateway.store.database import Database
-from gateway.store.messages import InboundMessage, store_rejected
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +52,13 @@ def _too_large(limit: int) -> PayloadTooLarge:
 def oversize_ack(intake: V2Intake, source: str, limit: int, prefix: bytes) -> bytes:
     """Keep the first bytes of an oversize frame as a rejected message and answer it with AE."""
     error = _too_large(limit)
-    ack = build_ack(read_header(prefix), error)
-    inbound = InboundMessage(
-        channel="mllp",
-        source=source,
-        body=prefix,
-        content_type=MEDIA_TYPE,
-        truncated=True,
-        response=ack,
-    )
-    problem = {"code": error.issue_code, "location": "", "message": error.message}
     try:
-        store_rejected(intake.db, inbound, error.status, problem)
+        return intake.refuse_unread(
+            source, prefix, MEDIA_TYPE, channel="mllp", error=error, truncated=True
+        )
     except StoreUnavailable:
         log.warning("MLLP oversize frame from %s answered AE but could not be kept", source)
-    return ack
+        return build_ack(read_header(prefix), error)
 
 
 def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> list[MllpServer]:
@@ -73,14 +68,18 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
         if source not in mappings or mappings[source].compiled.format != "hl7v2":
             raise ValueError(f"{source} is not an HL7 v2 source: {sorted(mappings)}")
     destinations = load_destinations(config["DESTINATIONS"], set(mappings))
-    intake = V2Intake(Database(config["DATABASE_URL"]), mappings, webhook_hook(destinations))
-    intake.limits = Limits.from_config(config)
+    intake = V2Intake(
+        Database(config["DATABASE_URL"]),
+        mappings,
+        webhook_hook(destinations),
+        Limits.from_config(config),
+    )
     limit = int(config["MAX_BODY_BYTES"])
     servers = []
     for source, port in listen.items():
 
         def handler(raw: bytes, source: str = source) -> bytes:
-            return batch.receive(intake, source, raw, "mllp")
+            return intake.receive(source, raw, "mllp")
 
         def oversize(prefix: bytes, seen: int, source: str = source) -> bytes:
             return oversize_ack(intake, source, limit, prefix)

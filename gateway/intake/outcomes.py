@@ -1,5 +1,8 @@
 """Outcome intake: a platform's outcome is checked, stored, and its write-back queued at once.
 
+The adapter behind POST /referrals/<id>/outcomes: the channel passes the store, the
+destinations, the platform, the referral id and the body to ``take_outcome``.
+
 Nothing is sent inside the request: the write-back is an outbox item committed in the same
 transaction as the outcome, and a worker delivers it after commit.
 """
@@ -21,7 +24,6 @@ from gateway.outcome.record import OutcomeRecord
 from gateway.outcome.states import check_transition
 from gateway.store.database import Database
 from gateway.store.models import Outcome, RecordVersion, Referral
-from gateway.store.referrals import OnStored
 
 _OUTCOMES = cast(Table, Outcome.__table__)
 _REFERRALS = cast(Table, Referral.__table__)
@@ -177,24 +179,3 @@ def _queue_writeback(
         },
     )
     return [destination]
-
-
-def webhook_hook(destinations: Destinations) -> OnStored | None:
-    """Queue webhooks for new record versions when platforms are configured."""
-    if not destinations.platforms:
-        return None
-    return lambda conn, envelope: queue_webhooks(conn, destinations, envelope)
-
-
-def queue_webhooks(conn: Connection, destinations: Destinations, envelope: dict[str, Any]) -> None:
-    """Queue a webhook of a new record version to every configured platform."""
-    for name in destinations.platforms:
-        destination = f"webhook:{name}"
-        enqueue(
-            conn,
-            referral_id=envelope["id"],
-            destination=destination,
-            kind="webhook",
-            key=f"record:{envelope['id']}:{envelope['version']}:{destination}",
-            payload=envelope,
-        )

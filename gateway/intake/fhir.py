@@ -1,36 +1,27 @@
-"""Referral intake: decode, check, translate and store one inbound FHIR referral.
+"""FHIR referral intake: decode, check and map a message, then the pipeline stores it.
 
-Every channel uses this one path. A message that fails any step is kept raw as rejected
-(or failed, when the fault is ours) before the error reaches the sender.
+The thin adapter between the FHIR channels (``$process-message``, transaction and batch
+Bundles, ServiceRequest create, and pull) and ``gateway.intake.pipeline``: it knows the
+shapes a FHIR referral comes in and raises the pipeline's refusal, as a domain error, for
+the HTTP edge to answer.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidMessage, NotSupported, StoreUnavailable
+from gateway.errors import GatewayError, InvalidMessage, NotSupported
 from gateway.fhir.body import decode_body
 from gateway.fhir.structure import check_resource
+from gateway.intake.pipeline import InboundMessage, Pipeline, Steps
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
-from gateway.store.messages import InboundMessage, store_rejected
-from gateway.store.referrals import OnStored, Stored, content_digest, store_referral
-from gateway.withdrawal import is_withdrawal, names_held_referral, withdrawal
-
-log = logging.getLogger(__name__)
+from gateway.store.referrals import OnStored, Stored
 
 BARS_EVENTS = "https://fhir.nhs.uk/CodeSystem/message-events-bars"
 BARS_REQUEST = "servicerequest-request"
 SHAPES = ("message", "transaction", "batch", "ServiceRequest")
-
-
-class InternalFault(GatewayError):
-    """A fault in the gateway itself, not in the message: kept as failed, answered 500."""
-
-    status = 500
-    issue_code = "exception"
 
 
 @dataclass(frozen=True)
@@ -121,11 +112,6 @@ def _check_event(header: dict[str, Any]) -> None:
         )
 
 
-def content_sha256(record: dict[str, Any]) -> str:
-    """The hash that decides "same content": the record without its provenance."""
-    return content_digest(record)
-
-
 def source_message_id(resource: dict[str, Any]) -> str | None:
     """The sender's id for the message (MessageHeader id, Bundle id, or resource id)."""
     entries = resource.get("entry") or []
@@ -163,85 +149,80 @@ def translate_message(
     return resource, mapping.translate(resource), shape
 
 
-class Intake:
-    """What every intake channel holds: the store, the mappings, and the new-version hook."""
+class _FhirSteps(Steps):
+    """One FHIR message's translation, keeping the parsed resource for the answer."""
+
+    def __init__(
+        self, mappings: dict[str, Mapping], message: InboundMessage, expected: tuple[str, ...]
+    ) -> None:
+        self.mappings = mappings
+        self.message = message
+        self.expected = expected
+        self.resource: dict[str, Any] | None = None
+        self.shape = ""
+
+    def translate(self) -> dict[str, Any]:
+        """Decode, check and map the message; its sender's id is noted on the message."""
+        message = self.message
+        resource, record, shape = translate_message(
+            self.mappings, message.source, message.body, message.content_type, self.expected
+        )
+        message.source_message_id = source_message_id(resource)
+        self.resource, self.shape = resource, shape
+        return record
+
+
+class ReferralIntake:
+    """Receives FHIR referrals for every source with a mapping, through the pipeline."""
 
     def __init__(
         self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
     ) -> None:
-        self.db = db
-        self.mappings = mappings
-        self.on_stored = on_stored
+        self.pipeline = Pipeline(db, mappings, on_stored)
 
+    @property
+    def db(self) -> Database:
+        """The store the pipeline writes to."""
+        return self.pipeline.db
 
-class ReferralIntake(Intake):
-    """Receives FHIR referrals for every source with a mapping."""
+    def receive(
+        self,
+        source: str,
+        body: bytes,
+        content_type: str | None,
+        *,
+        channel: str,
+        expected: tuple[str, ...] = SHAPES,
+        success_status: int = 200,
+        request_id: str | None = None,
+        correlation_id: str | None = None,
+        over_limit: GatewayError | None = None,
+    ) -> Received:
+        """Take one message end to end, or raise its refusal once the message is kept.
 
-    def translate(
-        self, message: InboundMessage, expected: tuple[str, ...]
-    ) -> tuple[dict[str, Any], dict[str, Any], str]:
-        """Decode, check and map: (resource, record, shape), or a domain error."""
-        resource, record, shape = translate_message(
-            self.mappings, message.source, message.body, message.content_type, expected
+        ``over_limit``: the refusal of a body read only up to the limit (kept truncated).
+        """
+        message = InboundMessage(
+            channel=channel,
+            source=source,
+            body=body,
+            content_type=content_type,
+            request_id=request_id,
+            correlation_id=correlation_id,
+            truncated=over_limit is not None,
+            success_status=success_status,
         )
-        message.source_message_id = source_message_id(resource)
-        return resource, record, shape
-
-    def receive(self, message: InboundMessage, expected: tuple[str, ...]) -> Received:
-        """Take one message end to end; on any error the raw message is kept first."""
-        try:
-            apply = None
-            try:
-                resource, record, shape = self.translate(message, expected)
-            except GatewayError as exc:
-                # A cancellation or delete naming a held referral needs nothing else.
-                partial = getattr(exc, "partial_record", None)
-                if partial is None or not names_held_referral(partial):
-                    raise
-                resource = decode_body(message.body, message.content_type)
-                shape = shape_of(resource)
-                record, apply = partial, withdrawal(partial, complete=False)
-            else:
-                if is_withdrawal(record):
-                    apply = withdrawal(record, complete=True)
-            stored = store_referral(
-                self.db, message, record, content_sha256(record), self.on_stored, apply
-            )
-        except StoreUnavailable:
-            raise
-        except GatewayError as exc:
-            self.reject(message, exc, "rejected")
-            raise
-        except Exception as exc:
-            log.exception("mapping fault on %s message from %s", message.channel, message.source)
-            fault = InternalFault("the gateway could not process this message; it has been kept")
-            self.reject(message, fault, "failed")
-            raise fault from exc
-        log.info(
-            "referral %s from %s: record %s v%d (%s)",
-            message.source_message_id,
-            message.source,
-            stored.referral_id,
-            stored.version,
-            "new" if stored.created else "duplicate",
-        )
-        return Received(resource, stored, shape)
-
-    def reject(
-        self, message: InboundMessage, error: GatewayError, status: str = "rejected"
-    ) -> None:
-        """Keep a refused message with its problem; logs carry ids, never content."""
-        problem = {
-            "code": error.issue_code,
-            "location": error.expression or "",
-            "message": error.message,
-        }
-        message_id = store_rejected(self.db, message, error.status, problem, status=status)
-        log.warning(
-            "message %d from %s %s: %s at %s",
-            message_id,
-            message.source,
-            status,
-            error.issue_code,
-            error.expression,
-        )
+        if over_limit is not None:
+            self.pipeline.refuse(message, over_limit)
+            raise over_limit
+        steps = _FhirSteps(self.pipeline.mappings, message, expected)
+        outcome = self.pipeline.take(message, steps)
+        if outcome.error is not None:
+            raise outcome.error
+        if outcome.stored is None:  # pragma: no cover - take stores or refuses
+            raise RuntimeError("the pipeline neither stored nor refused the message")
+        resource, shape = steps.resource, steps.shape
+        if resource is None:  # a withdrawal taken from its partial record
+            resource = decode_body(body, content_type)
+            shape = shape_of(resource)
+        return Received(resource, outcome.stored, shape)

@@ -21,29 +21,36 @@ overlap only covers what changed within it.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import orjson
 import requests
 
 from gateway.destinations import Pull
 from gateway.errors import GatewayError, StoreUnavailable
-from gateway.referral import ReferralIntake
-from gateway.store.messages import InboundMessage
+from gateway.intake.fhir import ReferralIntake
+from gateway.intake.pull_server import (
+    FHIR_JSON,
+    PullError,
+    SourceServer,
+    fhir_instant,
+    outcome_text,
+    parse_instant,
+    references,
+)
 from gateway.store.watermarks import read_watermark, save_watermark
+
+__all__ = ["Poller", "PullError", "fhir_instant", "parse_instant"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "fhir-pull"
-FHIR_JSON = "application/fhir+json"
 #: What a UK Core referral needs beside the ServiceRequest, in one search where the server can.
 INCLUDES = (
     ("_include", "ServiceRequest:subject"),
@@ -63,14 +70,6 @@ MAX_PAGES = 1000
 #: Types never put in a referral's Bundle: one referral per Bundle, and no message headers.
 SKIPPED_TYPES = frozenset({"ServiceRequest", "MessageHeader", "Bundle"})
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-class PullError(Exception):
-    """This round cannot go on (the server or the store failed); try again next round."""
-
 
 @dataclass
 class _Round:
@@ -78,48 +77,6 @@ class _Round:
 
     taken: int = 0
     newest: datetime | None = None
-
-
-def fhir_instant(value: datetime) -> str:
-    """``value`` as a FHIR instant in UTC with milliseconds, rounded down."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def parse_instant(value: Any) -> datetime | None:
-    """A FHIR instant (meta.lastUpdated) as an aware datetime, or None if it is not one."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def references(node: Any) -> Iterator[str]:
-    """Every literal reference string in a resource, in document order."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                yield value
-            elif key != "contained":
-                yield from references(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from references(item)
-
-
-def outcome_text(body: Any) -> str:
-    """The diagnostics of an OperationOutcome body, joined, or '' when it is not one."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return ""
-    parts = [
-        str(issue.get("diagnostics") or issue.get("details", {}).get("text") or issue.get("code"))
-        for issue in body.get("issue") or []
-        if isinstance(issue, dict)
-    ]
-    return "; ".join(parts)[:1000]
 
 
 class Poller:
@@ -138,9 +95,8 @@ class Poller:
         self.pull = pull
         self.session = session or requests.Session()
         self.clock = clock
-        self.timeout = timeout
-        self.base = pull.fhir.rstrip("/")
-        self._origin = urlsplit(self.base)
+        self.server = SourceServer(pull.fhir, pull.token, self.session, timeout)
+        self.base = self.server.base
         #: Why the last round stopped early, or None when it completed.
         self.last_error: str | None = None
 
@@ -194,33 +150,11 @@ class Poller:
             if len(seen) >= MAX_PAGES:
                 raise PullError(f"more than {MAX_PAGES} pages in one round")
             seen.add(url)
-            page = self._get(url, params if len(seen) == 1 else None)
+            page = self.server.get(url, params if len(seen) == 1 else None)
             if page.get("resourceType") != "Bundle":
                 raise PullError(f"the search answered a {page.get('resourceType')}, not a Bundle")
             self._page(page, progress)
-            url = self._next(page, seen)
-
-    def _next(self, page: dict[str, Any], seen: set[str]) -> str | None:
-        """The page's next link, if it stays on the configured server.
-
-        A server behind a proxy may write its links with another scheme or port (HAPI
-        writes http:// links when reached over https): the link is followed with the
-        configured scheme and port, and never to another host, so the token stays put.
-        """
-        for link in page.get("link") or []:
-            if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-                there = urlsplit(urljoin(self.base + "/", str(link["url"])))
-                if there.hostname != self._origin.hostname:
-                    raise PullError(
-                        f"the next link points at {there.hostname}, not "
-                        f"{self._origin.hostname}; not followed"
-                    )
-                origin = self._origin
-                url = urlunsplit((origin.scheme, origin.netloc, there.path, there.query, ""))
-                if url in seen:
-                    raise PullError("the next link repeats a page already read")
-                return url
-        return None
+            url = self.server.next_page(page, seen)
 
     def _page(self, page: dict[str, Any], progress: _Round) -> None:
         entries = [e for e in page.get("entry") or [] if isinstance(e, dict)]
@@ -261,11 +195,10 @@ class Poller:
         """Hand one referral to the intake: 1 when it stored something new, else 0."""
         key = f"ServiceRequest/{request['id']}"
         body = orjson.dumps(self.bundle_for(where, request, found))
-        message = InboundMessage(
-            channel=CHANNEL, source=self.pull.source, body=body, content_type=FHIR_JSON
-        )
         try:
-            received = self.intake.receive(message, ("transaction",))
+            received = self.intake.receive(
+                self.pull.source, body, FHIR_JSON, channel=CHANNEL, expected=("transaction",)
+            )
         except StoreUnavailable as exc:
             raise PullError(f"the store is unavailable ({key})") from exc
         except GatewayError as exc:
@@ -298,12 +231,12 @@ class Poller:
             following: list[dict[str, Any]] = []
             for resource in frontier:
                 for reference in references(resource):
-                    wanted = self.local_key(reference)
+                    wanted = self.server.local_key(reference)
                     if wanted is None or wanted in held or wanted in missing:
                         continue
                     if wanted.split("/")[0] in SKIPPED_TYPES or len(held) >= MAX_RESOURCES:
                         continue
-                    got = found.get(wanted) or self._read(wanted)
+                    got = found.get(wanted) or self.server.read(wanted)
                     if got is None:
                         missing.add(wanted)
                         continue
@@ -330,66 +263,3 @@ class Poller:
                 for k, (url, resource) in held.items()
             ],
         }
-
-    def local_key(self, reference: str) -> str | None:
-        """``Type/id`` for a reference to a resource on this server, else None (contained,
-        urn:, logical, conditional, or on another server)."""
-        if reference.startswith(("http://", "https://")):
-            if not reference.startswith(self.base + "/"):
-                return None
-            reference = reference[len(self.base) + 1 :]
-        if "?" in reference or reference.startswith(("#", "urn:")):
-            return None
-        parts = reference.split("/")
-        if len(parts) < 2 or not _TYPE.match(parts[0]) or not _ID.match(parts[1]):
-            return None
-        return f"{parts[0]}/{parts[1]}"
-
-    # ---- HTTP ----
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": FHIR_JSON, "Cache-Control": "no-cache"}
-        token = self.pull.token
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return headers
-
-    def _send(self, url: str, params: list[tuple[str, str]] | None) -> requests.Response:
-        try:
-            return self.session.get(
-                url, params=params, headers=self._headers(), timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise PullError(f"GET {urlsplit(url).path}: {type(exc).__name__}") from exc
-
-    def _get(self, url: str, params: list[tuple[str, str]] | None) -> dict[str, Any]:
-        """A search page as JSON; any failure is a PullError naming the server's reason."""
-        response = self._send(url, params)
-        body = _json(response)
-        if response.status_code != 200:
-            reason = outcome_text(body) or response.reason or ""
-            raise PullError(f"GET {urlsplit(url).path}: {response.status_code} {reason}".strip())
-        if not isinstance(body, dict):
-            raise PullError(f"GET {urlsplit(url).path}: the answer is not FHIR JSON")
-        return body
-
-    def _read(self, key: str) -> tuple[str, dict[str, Any]] | None:
-        """One referenced resource, or None when the server has no such resource."""
-        url = f"{self.base}/{key}"
-        response = self._send(url, None)
-        if response.status_code in (404, 410):
-            return None
-        body = _json(response)
-        if response.status_code != 200:
-            reason = outcome_text(body) or response.reason or ""
-            raise PullError(f"GET {key}: {response.status_code} {reason}".strip())
-        if not isinstance(body, dict) or body.get("resourceType") != key.split("/")[0]:
-            raise PullError(f"GET {key}: the answer is not that resource")
-        return url, body
-
-
-def _json(response: requests.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
