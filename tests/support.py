@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -119,3 +122,20 @@ def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from walk(value, (*path, index))
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Wait until a started `gateway serve` on ``port`` answers /healthz 200 (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gateway serve exited during start-up"
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("gateway serve did not become healthy within 60 s")

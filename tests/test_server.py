@@ -9,14 +9,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from fhirserver import free_port
-from support import FHIR_JSON, FIXTURES
+from support import FHIR_JSON, FIXTURES, wait_healthy
 
 from gateway.server import control_socket_options, keepalive_cap
 
@@ -32,22 +31,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "GATEWAY_OUTBOX_IN_SERVE": "0",
         **extra,
     }
-
-
-def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gateway serve exited during start-up"
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("gateway serve did not become healthy within 60 s")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +57,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, run_dir: Path) -> Iterator[
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_healthy(port, process)
+        wait_healthy(port, process)
         yield port, key
     finally:
         process.terminate()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from fhirserver import free_port
-from support import FHIR_JSON, FIXTURES
+from support import FHIR_JSON, FIXTURES, wait_healthy
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 REFERRAL = (FIXTURES / "vision" / "01-new-referral.json").read_bytes()
@@ -76,7 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             [GATEWAY, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
         )
         try:
-            _wait_healthy(port, process)
+            wait_healthy(port, process)
             yield Served(port, key, log_path)
         finally:
             process.terminate()
@@ -85,22 +85,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gateway serve exited during start-up"
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("gateway serve did not become healthy within 60 s")
 
 
 def _trickle_head() -> bytes:
