@@ -32,23 +32,25 @@ ITEMS: tuple[tuple[str, str, str], ...] = (
 
 _MISSING = object()
 _EMPTY: tuple[Any, ...] = (None, [], {})
-#: ITEMS with each path split once, and the parent that silences a child when missing.
-_CHECKS = tuple(
-    (item, tuple(item.split(".")), item.rsplit(".", 1)[0] if "." in item else None, sev, text)
-    for item, sev, text in ITEMS
-)
+_Check = tuple[str, str | None, tuple[str, ...], str, str]
 
 
-def _lookup(record: dict[str, Any], parts: tuple[str, ...]) -> Any:
-    """The value at a split path, or _MISSING when it or a parent is absent or empty."""
-    node: Any = record
-    for part in parts:
-        if type(node) is not dict:
-            return _MISSING
-        node = node.get(part, _MISSING)
-        if node is _MISSING or node in _EMPTY:
-            return _MISSING
-    return node
+def _checks() -> tuple[_Check, ...]:
+    """ITEMS as (item, listed parent or None, parts to read from it, severity, message): a
+    child of a parent listed before it reads on from the parent's node, others from the
+    record."""
+    out: list[_Check] = []
+    for item, severity, message in ITEMS:
+        parts = tuple(item.split("."))
+        parent = ".".join(parts[:-1])
+        if any(parent == earlier[0] for earlier in out):
+            out.append((item, parent, parts[-1:], severity, message))
+        else:
+            out.append((item, None, parts, severity, message))
+    return tuple(out)
+
+
+_CHECKS = _checks()
 
 
 def not_stated(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -56,13 +58,20 @@ def not_stated(record: dict[str, Any]) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     # Each item's value (or _MISSING), so that a child reads its listed parent's node.
     found: dict[str, Any] = {}
-    for item, parts, parent, severity, message in _CHECKS:
-        node = found.get(parent, record) if parent is not None else record
+    for item, parent, parts, severity, message in _CHECKS:
+        node = record if parent is None else found[parent]
         if node is _MISSING:
             continue  # the parent is already reported
-        value = _lookup(node, parts[-1:] if parent in found else parts)
-        found[item] = value
-        if value is _MISSING:
+        for part in parts:  # _lookup, written out (this runs for every message)
+            if type(node) is not dict:
+                node = _MISSING
+                break
+            node = node.get(part, _MISSING)
+            if node is _MISSING or node in _EMPTY:
+                node = _MISSING
+                break
+        found[item] = node
+        if node is _MISSING:
             out.append(
                 {"item": item, "state": "not-stated", "severity": severity, "message": message}
             )

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from operator import mul
+
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+
 
 def check_digit(first_nine: str) -> int | None:
     """The modulus-11 check digit for nine digits, or None when no valid digit exists."""
-    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
+    if len(first_nine) != len(_WEIGHTS):
+        raise ValueError(f"an NHS number check digit is for nine digits, not {len(first_nine)}")
+    total = sum(map(mul, map(int, first_nine), _WEIGHTS))
     digit = 11 - total % 11
     if digit == 11:
         return 0

@@ -75,6 +75,7 @@ class _Generator:
             raise Unsupported(f"schema keywords {sorted(unknown)}")
         lines: list[str] = []
         types = schema.get("type")
+        known = None  # the one JSON type the value surely has past the type test
         if types is not None:
             if exact:
                 raise Unsupported("type inside an if")
@@ -86,6 +87,7 @@ class _Generator:
             tests = " or ".join(_TYPES[t].format(v=v) for t in names) or "False"
             lines.append(f"{pad}if not ({tests}):")
             lines.append(f"{pad}    return False")
+            known = names[0] if len(names) == 1 else None
         if "enum" in schema:
             lines += [
                 f"{pad}if {v} not in {self.const(list(schema['enum']))}:",
@@ -97,9 +99,9 @@ class _Generator:
             # As fastjsonschema tests a boolean const: a bool, and that very one.
             test = f"isinstance({v}, bool) and {v} is {schema['const']!r}"
             lines += [f"{pad}if not ({test}):", f"{pad}    return False"]
-        lines += self.string(schema, v, depth, exact)
-        lines += self.array(schema, v, depth, exact)
-        lines += self.object(schema, v, depth, exact)
+        lines += self.string(schema, v, depth, exact, known == "string")
+        lines += self.array(schema, v, depth, exact, known == "array")
+        lines += self.object(schema, v, depth, exact, known == "object")
         if "anyOf" in schema:
             if exact:
                 raise Unsupported("anyOf inside an if")
@@ -128,14 +130,17 @@ class _Generator:
         pad = "    " * depth
         tests = [f"type({v}) is not str"]
         if "minLength" in schema:
-            tests.append(f"len({v}) < {int(schema['minLength'])}")
+            tests.append(_too_short(v, int(schema["minLength"])))
         if "maxLength" in schema:
             tests.append(f"len({v}) > {int(schema['maxLength'])}")
         if "enum" in schema:
             tests.append(f"{v} not in {self.const(list(schema['enum']))}")
         return [f"{pad}if {' or '.join(tests)}:", f"{pad}    return False"]
 
-    def string(self, schema: dict[str, Any], v: str, depth: int, exact: bool) -> list[str]:
+    def string(
+        self, schema: dict[str, Any], v: str, depth: int, exact: bool, known: bool = False
+    ) -> list[str]:
+        """Tests of a string's length, pattern and format (``known``: surely a string)."""
         keys = {"minLength", "maxLength", "pattern", "format"} & set(schema)
         if not keys:
             return []
@@ -144,7 +149,7 @@ class _Generator:
         pad = "    " * depth
         tests = []
         if "minLength" in schema:
-            tests.append(f"len({v}) < {int(schema['minLength'])}")
+            tests.append(_too_short(v, int(schema["minLength"])))
         if "maxLength" in schema:
             tests.append(f"len({v}) > {int(schema['maxLength'])}")
         if "pattern" in schema:
@@ -157,16 +162,20 @@ class _Generator:
             if schema["format"] != "date":
                 raise Unsupported(f"format {schema['format']}")
             tests.append(f"not _is_date({v})")
-        return [f"{pad}if type({v}) is str and ({' or '.join(tests)}):", f"{pad}    return False"]
+        guard = "" if known else f"type({v}) is str and "
+        return [f"{pad}if {guard}({' or '.join(tests)}):", f"{pad}    return False"]
 
-    def array(self, schema: dict[str, Any], v: str, depth: int, exact: bool) -> list[str]:
+    def array(
+        self, schema: dict[str, Any], v: str, depth: int, exact: bool, known: bool = False
+    ) -> list[str]:
+        """Tests of an array's length and items (``known``: surely a list)."""
         keys = {"items", "minItems", "maxItems"} & set(schema)
         if not keys:
             return []
         if exact:
             raise Unsupported("array keywords inside an if")
         pad = "    " * depth
-        lines = [f"{pad}if type({v}) is list:"]
+        lines = [f"{pad}if {'True' if known else f'type({v}) is list'}:"]
         if "minItems" in schema:
             lines += [
                 f"{pad}    if len({v}) < {int(schema['minItems'])}:",
@@ -185,7 +194,10 @@ class _Generator:
         lines.append(f"{pad}    pass")
         return lines
 
-    def object(self, schema: dict[str, Any], v: str, depth: int, exact: bool) -> list[str]:
+    def object(
+        self, schema: dict[str, Any], v: str, depth: int, exact: bool, known: bool = False
+    ) -> list[str]:
+        """Tests of an object's keys and properties (``known``: surely a dict)."""
         props: dict[str, Any] = schema.get("properties", {})
         required = schema.get("required", [])
         closed = schema.get("additionalProperties", True)
@@ -194,7 +206,7 @@ class _Generator:
         if closed not in (True, False) or (closed is False and exact):
             raise Unsupported("additionalProperties")
         pad = "    " * depth
-        lines = [f"{pad}if isinstance({v}, dict):"]
+        lines = [f"{pad}if {'True' if known else f'isinstance({v}, dict)'}:"]
         if closed is False:
             allowed = self.const(frozenset(props))
             lines += [f"{pad}    if not {allowed}.issuperset({v}):", f"{pad}        return False"]
@@ -219,6 +231,11 @@ class _Generator:
                 lines += [f"{pad}    elif {key!r} in {v}:", f"{pad}        return False"]
         lines.append(f"{pad}    pass")
         return lines
+
+
+def _too_short(v: str, least: int) -> str:
+    """A test that the string in local ``v`` is shorter than ``least`` (empty, for one)."""
+    return f"not {v}" if least == 1 else f"len({v}) < {least}"
 
 
 def _accepts_none(schema: dict[str, Any]) -> bool:

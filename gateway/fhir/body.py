@@ -109,10 +109,16 @@ def _surely_unique_keys(raw: bytes, value: dict[str, Any], escaped: bool) -> boo
         written = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):  # cannot happen for parsed JSON; look properly
         return False
-    in_text = raw.count(b":")
+    in_text = _colons(raw)
     if escaped:
         in_text += raw.count(b"\\u003a") + raw.count(b"\\u003A")
-    return in_text == written.count(b":")
+    return in_text == _colons(written)
+
+
+def _colons(data: bytes) -> int:
+    """How many colons ``data`` holds (``replace`` finds them with memchr; ``count`` of one
+    byte walks every byte, about twice the cost for a FHIR body)."""
+    return len(data) - len(data.replace(b":", b""))
 
 
 class _Pairs(list[tuple[str, Any]]):

@@ -45,11 +45,14 @@ class _Emitter:
         self.counter = 0
         self.memo: dict[str, str] = {}
         self.assigned: set[str] = set()  # memo locals set somewhere earlier in the code
+        self.tested: set[str] = set()  # memo locals read before surely set: start as None
         self.defined: set[str] = set()  # memo locals surely set at this point
         self.functions: list[str] = []  # helper functions generated beside ``run``
         self.nodes: dict[str, str] = {}  # context name -> local holding its dict (or None)
         self.sections: dict[str, str] = {}  # record section -> local holding its dict
         self.used: set[str] = set()  # env helpers the code uses, bound once per message
+        #: How many alternatives (in all of the mapping's paths) reach each memo key.
+        self.uses: dict[str, int] = {}
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.depth + line)
@@ -78,9 +81,12 @@ class _Emitter:
             self.defined = outer
 
 
-def _element_step(em: _Emitter, col: str, name: str) -> str:
-    """Inline code for element ``name`` of every node in ``col``; returns the result's local."""
-    out, item, value = em.var("c"), em.var("i"), em.var("e")
+def _element_step(em: _Emitter, col: str, name: str, out: str | None = None) -> str:
+    """Inline code for element ``name`` of every node in ``col``; returns the result's local.
+
+    ``_i`` and ``_e`` are scratch locals, dead after each step (fewer locals in the frame).
+    """
+    out, item, value = out or em.var("c"), "_i", "_e"
     key = repr(name)
     em.emit(f"if len({col}) == 1:")
     em.emit(f"    {item} = {col}[0]")
@@ -95,9 +101,9 @@ def _element_step(em: _Emitter, col: str, name: str) -> str:
     return out
 
 
-def _part_one_step(em: _Emitter, col: str, step: Any) -> str:
+def _part_one_step(em: _Emitter, col: str, step: Any, out: str | None = None) -> str:
     """HL7 v2 part 1 of one node inline (plain text is its own part 1); else the step."""
-    out, item, value = em.var("c"), em.var("i"), em.var("e")
+    out, item, value = out or em.var("c"), "_i", "_e"
     em.emit(f"if len({col}) == 1:")
     em.emit(f"    {item} = {col}[0]")
     em.emit(f"    if type({item}) is str:")
@@ -125,7 +131,7 @@ def _term_expr(em: _Emitter, term: Term, item: str) -> str:
         forms = em.const((literal, "true" if literal else "false"), "l")
         found = f"{_term_function(em, term, forms)}({item})"
     elif len(term.names) == 1 and term.names[0] != "1":
-        lit, value = em.const(literal, "l"), em.var("w")
+        lit, value = em.const(literal, "l"), "_w"
         key = repr(term.names[0])
         found = (
             f"(type({item}) is dict and ({lit} in {value} if type({value} := {item}.get({key}))"
@@ -235,7 +241,7 @@ def _any_of(em: _Emitter, names: tuple[str, ...], literals: list[Any], item: str
     """Does any value at ``names`` below ``item`` equal one of ``literals``?"""
     forms = em.const(tuple(literals), "l")
     if len(names) == 1 and names[0] != "1":
-        value, each = em.var("w"), em.var("y")
+        value, each = "_w", "_y"
         return (
             f"(type({item}) is dict and (({value} := {item}.get({names[0]!r})) in {forms}"
             f" or (type({value}) is list and any({each} in {forms} for {each} in {value}))))"
@@ -243,25 +249,29 @@ def _any_of(em: _Emitter, names: tuple[str, ...], literals: list[Any], item: str
     return f"{_term_function(em, Term(names, '=', literals[0]), forms)}({item})"
 
 
-def _step(em: _Emitter, col: str, step: Any) -> str:
-    """Code for one step applied to the collection in local ``col``."""
+def _step(em: _Emitter, col: str, step: Any, out: str | None = None) -> str:
+    """Code for one step applied to the collection in local ``col``, into local ``out``
+    (a new local when None); returns the local holding the result."""
     element = getattr(step, "element", None)
     if element is not None:
-        return _element_step(em, col, element)
+        return _element_step(em, col, element, out)
     numbered = getattr(step, "numbered", None)
     if numbered is not None and numbered != "1":
-        return _element_step(em, col, numbered)
+        return _element_step(em, col, numbered, out)
     if numbered == "1":
-        return _part_one_step(em, col, step)
+        return _part_one_step(em, col, step, out)
     cond = getattr(step, "condition", None)
-    out = em.var("c")
+    out = out or em.var("c")
     if step is _resolve or hasattr(step, "of_type") or hasattr(step, "extension_url"):
         _inline_step(em, col, step, out)
         return out
     if cond is not None:
-        item = em.var("i")
-        test = _where_expr(em, cond, item)
-        em.emit(f"{out} = [{item} for {item} in {col} if {test}] if {col} else []")
+        # A loop in the function itself: no comprehension object, and the where() test's
+        # scratch locals stay plain locals (a comprehension would make them cells).
+        test = _where_expr(em, cond, "_i")
+        em.emit(f"{out} = []")
+        with em.block(f"for _i in {col}:"), em.block(f"if {test}:"):
+            em.emit(f"{out}.append(_i)")
         return out
     em.emit(f"{out} = {em.const(step, 's')}({col}, env)")
     return out
@@ -269,7 +279,7 @@ def _step(em: _Emitter, col: str, step: Any) -> str:
 
 def _inline_step(em: _Emitter, col: str, step: Any, out: str) -> None:
     """resolve(), ofType() and extension() written out (as ``paths`` evaluates them)."""
-    item, value = em.var("i"), em.var("e")
+    item, value = "_i", "_e"
     em.emit(f"{out} = []")
     with em.block(f"for {item} in {col}:"):
         if step is _resolve:
@@ -288,7 +298,7 @@ def _inline_step(em: _Emitter, col: str, step: Any, out: str) -> None:
                 em.emit(f"_touch(id({item}))")
                 em.emit(f"{out}.append({item})")
         else:
-            url, each = em.const(step.extension_url, "u"), em.var("x")
+            url, each = em.const(step.extension_url, "u"), "_x"
             with em.block(f"if isinstance({item}, dict):"):
                 em.emit(f"{value} = {item}.get('extension')")
                 with em.block(f"if {value} is not None:"):
@@ -324,7 +334,7 @@ def _element_name(step: Any) -> str | None:
     return None if numbered is None or numbered == "1" else str(numbered)
 
 
-def _from_context(em: _Emitter, alt: Alternative) -> str | None:
+def _from_context(em: _Emitter, alt: Alternative, out: str | None = None) -> str | None:
     """Code for an element of a context's node or of the message (one dict or none).
 
     None when the path does not start so. On a dict, HL7 v2 part 1 is an element too.
@@ -340,19 +350,21 @@ def _from_context(em: _Emitter, alt: Alternative) -> str | None:
         read = f"root.get({name!r}) if type(root) is dict else None"
     else:
         return None
-    out, value = em.var("c"), em.var("e")
+    out, value = out or em.var("c"), "_e"
     em.emit(f"{value} = {read}")
     em.emit(f"{out} = [] if {value} is None else ({value} if type({value}) is list else [{value}])")
     return out
 
 
-def _first_step(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
-    """Code applying step ``upto`` to the prefix before it."""
+def _first_step(
+    em: _Emitter, alt: Alternative, upto: int, this: str, out: str | None = None
+) -> str:
+    """Code applying step ``upto`` to the prefix before it, into ``out`` when given."""
     if upto == 0:
-        direct = _from_context(em, alt)
+        direct = _from_context(em, alt, out)
         if direct is not None:
             return direct
-    return _step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto])
+    return _step(em, _prefix(em, alt, upto - 1, this), alt.steps[upto], out)
 
 
 def _prefix(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
@@ -368,10 +380,11 @@ def _prefix(em: _Emitter, alt: Alternative, upto: int, this: str) -> str:
     if name in em.defined:
         return name
     if name in em.assigned:
+        em.tested.add(name)
         with em.block(f"if {name} is None:"):
-            em.emit(f"{name} = {_first_step(em, alt, upto, this)}")
+            _first_step(em, alt, upto, this, name)
     else:
-        em.emit(f"{name} = {_first_step(em, alt, upto, this)}")
+        _first_step(em, alt, upto, this, name)
     em.assigned.add(name)
     em.defined.add(name)
     return name
@@ -398,10 +411,54 @@ def _first(em: _Emitter, path: CompiledPath, this: str) -> str:
     return out
 
 
+def _shared(em: _Emitter, alt: Alternative) -> bool:
+    """Whether another alternative may read this memoised alternative's whole collection."""
+    return alt.memo and em.uses.get(alt.keys[-1], 0) != 1
+
+
+def _first_element(em: _Emitter, alt: Alternative, this: str, out: str) -> bool:
+    """Code for the first value of an alternative ending in an element step, without
+    building its last collection (False: not such an alternative, nothing emitted).
+
+    Only for an alternative no other one shares the whole of; the first value of
+    ``[] if e is None else (e if type(e) is list else [e])`` is written out directly.
+    """
+    last = len(alt.steps) - 1
+    name = _element_name(alt.steps[last]) if alt.steps else None
+    if name is None or _shared(em, alt):
+        return False
+    key, value = repr(name), "_e"
+    direct = f"{out} = ({value}[0] if {value} else None) if type({value}) is list else {value}"
+    node = em.nodes.get(getattr(alt.root, "context", None) or "") if last == 0 else None
+    if node is not None:
+        em.emit(f"{value} = {node}.get({key}) if {node} is not None else None")
+        em.emit(direct)
+        return True
+    if last == 0 and alt.root is _message_root:
+        return False
+    col = _prefix(em, alt, last - 1, this)
+    em.emit(f"if len({col}) == 1:")
+    em.emit(f"    _i = {col}[0]")
+    em.emit(f"    {value} = _i.get({key}) if type(_i) is dict else None")
+    em.emit(f"    {direct}")
+    em.emit(f"elif {col}:")
+    em.emit(f"    {value} = _many({col}, {key})")
+    em.emit(f"    {out} = {value}[0] if {value} else None")
+    em.emit("else:")
+    em.emit(f"    {out} = None")
+    return True
+
+
 def _lazy_union(
     em: _Emitter, alts: tuple[Alternative, ...], this: str, out: str, *, first: bool
 ) -> None:
-    """Try each alternative in turn, evaluating a later one only when the earlier are empty."""
+    """Try each alternative in turn, evaluating a later one only when the earlier are empty.
+
+    The first value of the last alternative may skip its collection: nothing follows it,
+    so a first value of None (a null in a JSON array) cannot be told from an empty one.
+    """
+    if first and len(alts) == 1 and _first_element(em, alts[0], this, out):
+        return
     col = _alternative(em, alts[0], this)
     taken = f"{col}[0]" if first else col
     if len(alts) == 1:
@@ -461,15 +518,22 @@ def _apply_one(em: _Emitter, rule: Rule, value: str, *, present: bool = False) -
                 em.emit(f"{value} = {apply}({value}, state)")
 
 
-def _simple_rule(em: _Emitter, rule: Rule, out: str) -> None:
-    """A single-valued ``from`` rule: first value, transformed, code-mapped, defaulted."""
+def _simple_rule(em: _Emitter, rule: Rule) -> str:
+    """A single-valued ``from`` rule: first value, transformed, code-mapped, defaulted.
+
+    Returns the local holding the result (the first value's own local without a default).
+    """
     assert rule.source is not None
     value = _first(em, rule.source, "None")
     if rule.transform is not None or rule.codemap is not None:
         with em.block(f"if {value} is not None:"):
             em.emit(f"state.where = {em.const(rule.source.text, 'p')}")
             _apply_one(em, rule, value, present=True)
+    if rule.default is None:
+        return value
+    out = em.var("v")
     em.emit(f"{out} = {_defaulted(em, rule, value)}")
+    return out
 
 
 def _defaulted(em: _Emitter, rule: Rule, value: str) -> str:
@@ -621,22 +685,47 @@ def generate(
     The record it returns has only the top-level sections in ``order``, in that order.
     """
     em = _Emitter()
+    em.uses = _key_uses(compiled)
     _contexts(em, compiled, required)
     em.emit("record = {}")
     _sections(em, compiled, order)
     for rule in compiled.rules:
-        value = em.var("v")
         general = rule.each is not None or rule.many or rule.when is not None
         collection = rule.transform is not None and rule.transform.collection
         if general or rule.source is None or collection:
+            value = em.var("v")
             _general_rule(em, rule, value, "None")
         else:
-            _simple_rule(em, rule, value)
+            value = _simple_rule(em, rule)
         with em.block(f"if {value} is not None:"):
             _put(em, "record", rule.target, value)
     _assemble(em, order)
     program: Program = _function(em, "root, env, state", f"<mapping {compiled.source}>")
     return program
+
+
+def _key_uses(compiled: Compiled) -> dict[str, int]:
+    """How many memoised alternatives of the mapping's paths reach each prefix key."""
+    uses: dict[str, int] = {}
+
+    def count(path: CompiledPath | None) -> None:
+        for alt in path.alternatives if path is not None else ():
+            if alt.memo:
+                for key in alt.keys:
+                    uses[key] = uses.get(key, 0) + 1
+
+    def rule(each: Rule) -> None:
+        count(each.source)
+        count(each.each)
+        count(each.when.path if each.when is not None else None)
+        for field in each.fields:
+            rule(field)
+
+    for context in compiled.contexts:
+        count(context.path)
+    for each in compiled.rules:
+        rule(each)
+    return uses
 
 
 def _function(em: _Emitter, signature: str, filename: str) -> Callable[..., Any]:
@@ -646,8 +735,8 @@ def _function(em: _Emitter, signature: str, filename: str) -> Callable[..., Any]
         head.append("    _touch = env.touched.add")
     if "resolve" in em.used:
         head.append("    _resolve_ref = env.index.resolve")
-    if em.memo:
-        head.append("    " + " = ".join(em.memo.values()) + " = None")
+    if em.tested:
+        head.append("    " + " = ".join(n for n in em.memo.values() if n in em.tested) + " = None")
     source = "\n\n".join([*em.functions, "\n".join(head + em.lines)])
     exec(compile(source, filename, "exec"), em.names)
     run: Callable[..., Any] = em.names["run"]
@@ -655,19 +744,25 @@ def _function(em: _Emitter, signature: str, filename: str) -> Callable[..., Any]
     return run
 
 
-def path_function(path: CompiledPath, contexts: Iterable[str]) -> Callable[..., Any]:
-    """``run(root, env, this)``: what the generated code selects for ``path`` (for tests).
+def path_function(
+    path: CompiledPath, contexts: Iterable[str], *, first: bool = False
+) -> Callable[..., Any]:
+    """``run(root, env, this)``: what the generated code selects for ``path`` (for tests);
+    with ``first``, its first value, as a rule reads it when no other rule shares the path.
 
     ``contexts`` are read from ``env.contexts``, as the mapping function leaves them.
     """
     em = _Emitter()
+    for alt in path.alternatives if first else ():
+        for key in alt.keys if alt.memo else ():
+            em.uses[key] = em.uses.get(key, 0) + 1
     em.emit("ctx = env.contexts")
     for name in contexts:
         node, col = em.var("n"), em.var("r")
         em.emit(f"{col} = ctx.get({name!r}) or [None]")
         em.emit(f"{node} = {col}[0] if type({col}[0]) is dict else None")
         em.nodes[name] = node
-    em.emit(f"return {_collection(em, path, 'this')}")
+    em.emit(f"return {_first(em, path, 'this') if first else _collection(em, path, 'this')}")
     return _function(em, "root, env, this", f"<path {path.text}>")
 
 

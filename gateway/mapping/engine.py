@@ -122,11 +122,25 @@ class Mapping:
 
     def _unused(self, env: Env, state: MapState) -> None:
         """Diagnose bundle entries no rule reached and context elements no rule reads."""
-        bound = {id(c[0]) for c in env.contexts.values() if c}
-        touched = env.touched
+        # One pass over the contexts: what they are bound to, and per bound resource the
+        # keys never reported (a resource bound to several contexts is read by any of them).
+        bound: set[int] = set()
+        resources: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+        silent_of = self._silent
+        for name, col in env.contexts.items():
+            if not col:
+                continue
+            bound_to = col[0]
+            key = id(bound_to)
+            bound.add(key)
+            if not isinstance(bound_to, dict) or "resourceType" not in bound_to:
+                continue
+            silent = silent_of.get(name, _ALWAYS_IGNORED_KEYS)
+            seen = resources.get(key)
+            resources[key] = (bound_to, silent if seen is None else seen[1] | silent)
+        used = bound | env.touched
         for position, resource in env.index.entries:
-            key = id(resource)
-            if key not in bound and key not in touched:
+            if id(resource) not in used:
                 rtype = resource.get("resourceType")
                 if rtype != "MessageHeader":
                     state.diagnose(
@@ -134,20 +148,14 @@ class Mapping:
                         f"{rtype} resource not used by the mapping",
                         f"Bundle.entry[{position}]",
                     )
-        # A resource bound to several contexts counts as read by any of them.
-        resources: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
-        for name, col in env.contexts.items():
-            bound_to = col[0] if col else None
-            if not isinstance(bound_to, dict) or "resourceType" not in bound_to:
-                continue
-            silent = self._silent.get(name, _ALWAYS_IGNORED_KEYS)
-            seen = resources.get(id(bound_to))
-            resources[id(bound_to)] = (bound_to, silent if seen is None else seen[1] | silent)
         ignore = self.compiled.ignore
         for resource, silent in resources.values():
+            unread = resource.keys() - silent  # usually empty; the loop keeps the JSON order
+            if not unread:
+                continue
             rtype = resource["resourceType"]
             for element in resource:
-                if element in silent:
+                if element not in unread:
                     continue
                 name = element[1:] if element.startswith("_") else element
                 if f"{rtype}.{name}" in ignore:

@@ -31,9 +31,15 @@ def resource_location(env: Env, resource: dict[str, Any]) -> str:
     """A FHIRPath from the message root to ``resource`` (``Bundle.entry[2].resource``)."""
     if resource is env.root:
         return str(resource.get("resourceType") or "")
-    for entry, candidate in env.index.entries:
+    entries = env.index.entries
+    for entry, candidate in entries:
         if candidate is resource:
             return f"Bundle.entry[{entry}].resource"
+    # A parsed message holds each object at one place only, so an entry's resource is never
+    # also contained: the contained resources are looked at only when no entry matched.
+    for entry, candidate in entries:
+        if "contained" not in candidate:
+            continue
         for position, inner in enumerate(_as_list(candidate.get("contained"))):
             if inner is resource:
                 return f"Bundle.entry[{entry}].resource.contained[{position}]"

@@ -49,12 +49,12 @@ class ResourceIndex:
         if root.get("resourceType") != "Bundle":
             self._add(root, None)
             return
-        by_key = self.by_key
+        by_key, listed = self.by_key, self.entries.append
         for position, entry in enumerate(_as_list(root.get("entry"))):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict):
                 continue
-            self.entries.append((position, resource))
+            listed((position, resource))
             full_url = entry.get("fullUrl")
             if type(full_url) is str and full_url not in by_key:
                 by_key[full_url] = resource
