@@ -218,10 +218,12 @@ def _patient(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _service_request(referral: dict[str, Any]) -> dict[str, Any]:
-    """A logical reference to the source's ServiceRequest (the record keeps only its value)."""
+    """A logical reference to the source's ServiceRequest, by the identifier system the
+    sender used (a UBRN, the supplier's own); the gateway's system when the sender gave none."""
+    sent = ((referral.get("record") or {}).get("referral") or {}).get("identifier_system")
     return {
         "type": "ServiceRequest",
-        "identifier": _identifier(SOURCE_REFERRAL_SYSTEM, referral["identifier"]),
+        "identifier": _identifier(sent or SOURCE_REFERRAL_SYSTEM, referral["identifier"]),
         "display": f"Referral {referral['identifier']} from {referral['source']}",
     }
 

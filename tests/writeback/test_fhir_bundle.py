@@ -143,7 +143,9 @@ def test_the_task_first_write_is_a_conditional_create() -> None:
     assert task["code"]["coding"] == [
         {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}
     ]
-    assert task["focus"]["identifier"] == {"system": SOURCE_REFERRAL_SYSTEM, "value": "1001"}
+    # The focus names the referral by the identifier system its sender used.
+    sent = RECORD["referral"]["identifier_system"]
+    assert task["focus"]["identifier"] == {"system": sent, "value": "1001"}
     assert task["focus"]["type"] == "ServiceRequest"
     assert "1001" in task["focus"]["display"]
     assert task["for"]["identifier"] == {"system": NHS_NUMBER, "value": "9990000018"}
@@ -431,3 +433,13 @@ def test_the_message_mode_is_a_bars_message_bundle() -> None:
         "DocumentReference",
     ]
     assert bundle["entry"][1]["fullUrl"] == full_url(TASK_SYSTEM, REFERRAL_ID)
+
+
+def test_a_referral_sent_without_an_identifier_system_is_named_by_the_gateways() -> None:
+    payload = make_payload(status="on-hold", status_reason="Person in hospital")
+    del payload["referral"]["record"]["referral"]["identifier_system"]
+    (entry,) = entries(build_transaction(payload), "Task")
+    assert entry["resource"]["focus"]["identifier"] == {
+        "system": SOURCE_REFERRAL_SYSTEM,
+        "value": "1001",
+    }
