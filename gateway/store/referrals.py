@@ -117,7 +117,7 @@ def store_referral(
                 return _stored_from(sql, current, referral[0], "same-content")
         stored = _insert(sql, message, referral, rows, stored_record)
         if on_stored is not None:
-            on_stored(conn, _envelope_of(stored, message.source, key[0]))
+            on_stored(conn, _envelope_of(stored, message.source, key))
         return stored
 
     # The write lock (SQLite) or the feed lock (PostgreSQL) is held from the look to the write,
@@ -232,14 +232,16 @@ def referral_key(record: dict[str, Any]) -> tuple[str, str]:
     return str(referral["identifier"]), str(referral.get("identifier_system") or "")
 
 
-def _envelope_of(stored: Stored, source: str, identifier: str) -> dict[str, Any]:
+def _envelope_of(stored: Stored, source: str, key: tuple[str, str]) -> dict[str, Any]:
     """The feed envelope of a version just stored (as GET /records/{id} shows it)."""
+    identifier, system = key
     return {
         "id": stored.referral_id,
         "version": stored.version,
         "status": stored.status,
         "source": source,
         "referral_identifier": identifier,
+        "referral_identifier_system": system or None,
         "received_at": stored.received_at.isoformat(),
         "record": stored.record,
     }
@@ -371,6 +373,7 @@ def envelope(
         "status": version.status,
         "source": referral.source,
         "referral_identifier": referral.referral_identifier,
+        "referral_identifier_system": referral.referral_identifier_system or None,
         "workflow_status": referral.workflow_status,
         "cancellation_requested": referral.cancellation_requested,
         "cursor": str(version.seq),
