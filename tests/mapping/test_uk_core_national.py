@@ -328,6 +328,32 @@ def test_about_me_from_a_labelled_note_or_a_questionnaire() -> None:
     assert record(doc)["about_me"] == about
 
 
+def test_about_me_by_the_prsb_heading_without_any_project_code() -> None:
+    # PRSB names no SNOMED CT concept for these items: a sender labels them with the heading,
+    # as a questionnaire item's text or an Observation's code.text.
+    doc = load(STANDALONE)
+    answers = doc["contained"][3]
+    answers["item"] += [
+        {"linkId": "q7", "text": "Please do", "answer": [{"valueString": "Speak slowly"}]},
+        {"linkId": "q8", "text": "Please don't", "answer": [{"valueString": "Phone early"}]},
+    ]
+    doc["contained"].append(
+        {
+            "resourceType": "Observation",
+            "id": "communicate",
+            "status": "final",
+            "code": {"text": "How I communicate"},
+            "subject": doc["subject"],
+            "valueString": "Text messages are best",
+        }
+    )
+    doc.setdefault("supportingInfo", []).append({"reference": "#communicate"})
+    about = record(doc)["about_me"]
+    assert about["please_do"] == "Speak slowly"
+    assert about["please_dont"] == "Phone early"
+    assert about["how_i_communicate"] == "Text messages are best"
+
+
 def test_snomed_coded_scores_become_assessments() -> None:
     assert record(load(STANDALONE))["assessments"] == [
         {
