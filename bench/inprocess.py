@@ -16,8 +16,8 @@ from gateway.fhir.body import decode_body
 from gateway.fhir.structure import check_resource
 from gateway.intake.fhir import translate_message
 from gateway.mapping.engine import Mapping, load_mappings
-from gateway.record import ReferralRecord
-from gateway.record_schema import validate_record
+from gateway.record.model import ReferralRecord
+from gateway.record.schema import validate_record
 
 SOURCES = ("emis-web", "systmone", "vision", "uk-core")
 CONTENT_TYPE = "application/fhir+json"

@@ -16,8 +16,8 @@ from fhir.resources.R4B.bundle import Bundle
 from inprocess import measure, pinned
 from payload import FIXTURES
 
-from gateway.writeback import fhir_bundle
-from gateway.writeback.fhir_bundle import build_transaction, checker, validate, validate_full
+from gateway.outbound.fhir import bundle as fhir_bundle
+from gateway.outbound.fhir.bundle import build_transaction, checker, validate, validate_full
 
 TARGET_PER_SECOND = 1000.0
 RECORD = FIXTURES / "emis-web" / "01-new-referral.record.json"

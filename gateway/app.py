@@ -13,7 +13,6 @@ from werkzeug.exceptions import HTTPException
 from gateway.channels import fhir, hl7v2, outcomes, records, service
 from gateway.channels.http import fhir_response
 from gateway.config import load_config
-from gateway.destinations import load_destinations
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error, from_http_status
 from gateway.fhir.structure import preload as preload_elements
@@ -22,6 +21,7 @@ from gateway.intake.fhir import ReferralIntake
 from gateway.intake.hl7v2 import V2Intake
 from gateway.intake.webhooks import webhook_hook
 from gateway.mapping.engine import load_mappings
+from gateway.outbound.destinations import load_destinations
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
 

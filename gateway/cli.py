@@ -27,7 +27,7 @@ def _mappings(directory: str | None) -> dict[str, Mapping]:
 
 def _destinations(config: dict[str, Any], mappings: dict[str, Mapping]) -> Any:
     """The destinations file, checked, or exit naming the bad file and line."""
-    from gateway.destinations import load_destinations
+    from gateway.outbound.destinations import load_destinations
 
     try:
         return load_destinations(config["DESTINATIONS"], set(mappings))
@@ -147,9 +147,9 @@ def worker(no_migrate: bool) -> None:
     import logging
     import signal
 
-    from gateway.delivery import build_deliverers
-    from gateway.outbox.supervisor import Supervisor
-    from gateway.outbox.worker import Worker
+    from gateway.outbound import build_deliverers
+    from gateway.outbound.supervisor import Supervisor
+    from gateway.outbound.worker import Worker
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
@@ -176,7 +176,7 @@ def outbox() -> None:
 @outbox.command("status")
 def outbox_status() -> None:
     """How many items are pending, delivering, delivered, dead."""
-    from gateway.outbox import queue
+    from gateway.outbound import queue
 
     for status, count in sorted(queue.counts(_db()).items()):
         click.echo(f"{status}: {count}")
@@ -185,7 +185,7 @@ def outbox_status() -> None:
 @outbox.command("dead")
 def outbox_dead() -> None:
     """List dead-lettered items with the destination's answer."""
-    from gateway.outbox import queue
+    from gateway.outbound import queue
 
     for item in queue.dead_letters(_db()):
         click.echo(" ".join(f"{k}={v}" for k, v in item.items() if v is not None))
@@ -196,7 +196,7 @@ def outbox_dead() -> None:
 def outbox_discard(item_id: int) -> None:
     """Give up on a dead-lettered item, so later items for its referral can go."""
     from gateway.errors import NotFound
-    from gateway.outbox import queue
+    from gateway.outbound import queue
 
     try:
         queue.discard(_db(), item_id)
@@ -210,7 +210,7 @@ def outbox_discard(item_id: int) -> None:
 def outbox_replay(item_id: int) -> None:
     """Send a dead-lettered item again."""
     from gateway.errors import NotFound
-    from gateway.outbox import queue
+    from gateway.outbound import queue
 
     try:
         queue.replay(_db(), item_id)

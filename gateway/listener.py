@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.destinations import load_destinations
 from gateway.errors import PayloadTooLarge, StoreUnavailable
 from gateway.heap import settle_heap
 from gateway.hl7v2.ack import build_ack
@@ -22,6 +21,7 @@ from gateway.hl7v2.mllp import FrameTooLarge, MllpServer
 from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake
 from gateway.intake.webhooks import webhook_hook
 from gateway.mapping.engine import load_mappings
+from gateway.outbound.destinations import load_destinations
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def start_outbox_worker(app: Any) -> None:
     """One supervised outbox worker thread in this web worker process (claims never collide);
     the health check watches its heartbeat."""
-    from gateway.delivery import build_deliverers
-    from gateway.outbox.supervisor import Supervisor
-    from gateway.outbox.worker import Worker
+    from gateway.outbound import build_deliverers
+    from gateway.outbound.supervisor import Supervisor
+    from gateway.outbound.worker import Worker
 
     destinations = app.extensions["gateway.destinations"]
     worker = Worker(

@@ -27,8 +27,8 @@ from gateway.mapping.compile import Rule
 from gateway.mapping.engine import load_mappings
 from gateway.mapping.paths import ResourceIndex
 from gateway.mapping.transforms_v2 import CODE_SYSTEMS, LOCAL_SYSTEM
-from gateway.record import ReferralRecord
-from gateway.record_schema import validate_record
+from gateway.record.model import ReferralRecord
+from gateway.record.schema import validate_record
 
 ALL = list(fixtures(FIXTURES))
 WITH_RECORD = [f for f in ALL if str(f.expected()).endswith(".record.json")]

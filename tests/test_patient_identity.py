@@ -21,9 +21,9 @@ from support import FIXTURES, HL7_V2, Gateway, build_gateway, stored_messages
 
 from gateway import nhs_number
 from gateway.hl7v2.er7 import parse
+from gateway.outbound.fhir.bundle import build_transaction
+from gateway.outbound.hl7v2.rri import build_rri
 from gateway.store.models import OutboxItem, RecordVersion, Referral
-from gateway.writeback.fhir_bundle import build_transaction
-from gateway.writeback.rri import build_rri
 
 UK = FIXTURES / "uk-core" / "01-new-referral.json"
 GP = FIXTURES / "gp-v2" / "01-new-referral.hl7"

@@ -24,9 +24,9 @@ from sqlalchemy import func, select, update
 from support import FIXTURES, Gateway, build_gateway
 
 from gateway.cli import main
-from gateway.destinations import Destinations
 from gateway.intake.pull import Poller
-from gateway.outbox.queue import now_utc
+from gateway.outbound.destinations import Destinations
+from gateway.outbound.queue import now_utc
 from gateway.store.database import Database
 from gateway.store.models import Message, OutboxItem, RecordVersion, Referral
 from gateway.store.referrals import get_record
@@ -299,11 +299,11 @@ def counts(server: FhirServer) -> dict[str, int]:
 
 def test_outcomes_are_written_back_exactly_once(wired: Wired) -> None:
     pytest.importorskip(
-        "gateway.delivery.fhir",
-        reason="gateway/delivery/fhir.py (FhirWriteback) is not written yet",
+        "gateway.outbound.fhir.delivery",
+        reason="gateway/outbound/fhir/delivery.py (FhirWriteback) is not written yet",
     )
-    from gateway.delivery import build_deliverers
-    from gateway.outbox.worker import Worker
+    from gateway.outbound import build_deliverers
+    from gateway.outbound.worker import Worker
 
     server, gw, db = wired.server, wired.gw, wired.db
     create_on_server(server)

@@ -8,7 +8,7 @@ from gateway.auth import authenticate
 from gateway.channels.http import json_response as _json
 from gateway.channels.http import read_body, too_large
 from gateway.intake.outcomes import take_outcome
-from gateway.outbox import queue
+from gateway.outbound import queue
 
 bp = Blueprint("outcomes", __name__)
 

@@ -7,9 +7,9 @@ from flask import Blueprint, Response, current_app
 
 from gateway.auth import presented_key
 from gateway.errors import StoreUnavailable
-from gateway.outbox import queue
-from gateway.outbox.supervisor import delivery_stalled
-from gateway.record_schema import record_json_schema
+from gateway.outbound import queue
+from gateway.outbound.supervisor import delivery_stalled
+from gateway.record.schema import record_json_schema
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
 

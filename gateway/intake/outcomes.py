@@ -17,11 +17,11 @@ import orjson
 from marshmallow import ValidationError
 from sqlalchemy import Connection, Table, insert, select, update
 
-from gateway.destinations import Destinations
 from gateway.errors import Conflict, Forbidden, InvalidContent, InvalidMessage, NotFound
-from gateway.outbox.queue import enqueue, now_utc
-from gateway.outcome.record import OutcomeRecord
-from gateway.outcome.states import check_transition
+from gateway.outbound.destinations import Destinations
+from gateway.outbound.queue import enqueue, now_utc
+from gateway.record.outcome import OutcomeRecord
+from gateway.record.states import check_transition
 from gateway.store.database import Database
 from gateway.store.models import Outcome, RecordVersion, Referral
 

@@ -32,7 +32,6 @@ from typing import Any
 import orjson
 import requests
 
-from gateway.destinations import Pull
 from gateway.errors import GatewayError, StoreUnavailable
 from gateway.intake.fhir import ReferralIntake
 from gateway.intake.pull_server import (
@@ -44,6 +43,7 @@ from gateway.intake.pull_server import (
     parse_instant,
     references,
 )
+from gateway.outbound.destinations import Pull
 from gateway.store.watermarks import read_watermark, save_watermark
 
 __all__ = ["Poller", "PullError", "fhir_instant", "parse_instant"]

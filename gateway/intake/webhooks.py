@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from gateway.destinations import Destinations
-from gateway.outbox.queue import enqueue
+from gateway.outbound.destinations import Destinations
+from gateway.outbound.queue import enqueue
 from gateway.store.referrals import OnStored
 
 

@@ -13,7 +13,7 @@ from gateway.mapping.codemaps import CodeMap
 from gateway.mapping.files import LineDict, read_codemap_file, read_mapping_file
 from gateway.mapping.paths import CompiledPath, PathSyntaxError, compile_path
 from gateway.mapping.transforms import REGISTRY, Registered
-from gateway.record_schema import record_json_schema
+from gateway.record.schema import record_json_schema
 
 #: Elements never reported as unused: identity, metadata and narrative.
 ALWAYS_IGNORED = frozenset({"resourceType", "id", "meta", "text", "contained", "implicitRules"})

@@ -13,8 +13,8 @@ from gateway.mapping.codegen import generate, missing_context
 from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, compile_source
 from gateway.mapping.paths import CompiledPath, Env, ResourceIndex
 from gateway.mapping.transforms import MapState
-from gateway.record import ReferralRecord
-from gateway.record_schema import validate_record
+from gateway.record.model import ReferralRecord
+from gateway.record.schema import validate_record
 
 _CONTEXT_REF = re.compile(r"%([A-Za-z_]\w*)")
 _V2_FIELD = re.compile(r"\b([A-Z][A-Z0-9]{2})\.(\d+)")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import nhs_number
 from gateway.errors import InvalidContent
-from gateway.record import REASON_MAX
+from gateway.record.model import REASON_MAX
 
 
 @dataclass

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from support import FIXTURES, HL7_V2, Gateway, build_gateway, stored_messages
 
 from gateway import nhs_number
-from gateway.destinations import Destinations, Writeback
+from gateway.outbound.destinations import Destinations, Writeback
 from gateway.store.models import OutboxItem, RecordVersion
 
 UK = FIXTURES / "uk-core" / "01-new-referral.json"

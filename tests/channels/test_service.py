@@ -16,7 +16,7 @@ from support import FHIR_JSON, FIXTURES, Gateway, build_gateway, fhir_valid
 from gateway.app import create_app
 from gateway.config import ROOT
 from gateway.mapping.engine import load_mappings
-from gateway.record_schema import record_json_schema
+from gateway.record.schema import record_json_schema
 
 GOLDEN_RECORDS = sorted(FIXTURES.glob("*/*.record.json"))
 REFERRAL = (FIXTURES / "uk-core" / "01-new-referral.json").read_bytes()

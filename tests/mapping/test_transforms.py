@@ -34,7 +34,7 @@ from gateway.mapping.transforms import (
     what_matters_to_me,
 )
 from gateway.nhs_number import check_digit, is_valid, synthetic
-from gateway.record import REASON_MAX
+from gateway.record.model import REASON_MAX
 
 LONDON = ZoneInfo("Europe/London")
 

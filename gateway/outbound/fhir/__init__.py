@@ -1,0 +1,1 @@
+"""Outbound to FHIR servers: the write-back Bundle and its delivery."""

@@ -1,1 +1,0 @@
-"""The durable outbox: deliveries queued in the store and sent by workers after commit."""

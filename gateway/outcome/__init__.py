@@ -1,1 +1,0 @@
-"""Outcomes from link-worker platforms: the outcome record and the status machine."""

@@ -1,0 +1,1 @@
+"""The social prescribing record: model, JSON Schema, check, outcome record, workflow states."""

@@ -1,1 +1,0 @@
-"""Write-back: what the gateway sends to a referral's source system when an outcome arrives."""
