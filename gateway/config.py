@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # Outbound deliveries (webhooks, write-back, pulls): a YAML file; empty means none.
     "DESTINATIONS": "",
+    # Which link-worker platform gets each referral: a routing YAML file (docs/routing.md).
+    "ROUTING": "",
     # Run an outbox worker thread inside each `gateway serve` worker process.
     "OUTBOX_IN_SERVE": 1,
     # Seconds an outbox claim holds an item unless the delivering worker renews it (it does,
