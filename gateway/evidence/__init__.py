@@ -1,0 +1,1 @@
+"""Evidence for commissioners: outcome measures per period, source, practice, PCN and hub."""
