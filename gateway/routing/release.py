@@ -1,0 +1,50 @@
+"""Whether a routed referral may be released to its hub: consent first, then the route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.routing.router import Route
+
+#: Why a referral is held when the person declined consent (the reason given is appended).
+CONSENT_REFUSED = "the person declined consent to share their information"
+
+
+@dataclass(frozen=True)
+class Release:
+    """The hub a referral goes to, or why it is held (kept, shown to operators, not sent)."""
+
+    hub: str | None
+    held_reason: str | None
+    consent_refused: bool = False
+
+    @property
+    def released(self) -> bool:
+        """Whether a platform may receive the referral."""
+        return self.held_reason is None
+
+
+def may_contact(record: dict[str, Any]) -> bool | None:
+    """What the record says about contacting the person: False, True, or None (not stated)."""
+    safeguarding = record.get("safeguarding")
+    value = safeguarding.get("may_contact") if isinstance(safeguarding, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def release(record: dict[str, Any], route: Route) -> Release:
+    """Hold a referral whose person refused consent, or that no rule routed; else release it.
+
+    Consent not obtained or not stated does not hold a referral: the link worker asks.
+    """
+    consent = record.get("consent")
+    state = consent.get("information_sharing") if isinstance(consent, dict) else None
+    if state == "refused":
+        given = consent.get("reason_not_obtained") if isinstance(consent, dict) else None
+        reason = (
+            f"{CONSENT_REFUSED}: {given}" if isinstance(given, str) and given else CONSENT_REFUSED
+        )
+        return Release(route.hub, reason, consent_refused=True)
+    if route.hub is None:
+        return Release(None, route.reason)
+    return Release(route.hub, None)
