@@ -184,3 +184,27 @@ class PullWatermark(Base):
     #: The server's clock, not ours (UTC): the next poll asks for _lastUpdated=gt(this - overlap).
     watermark: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """One read of a record or one operator action: who, when, what, from where.
+
+    Appended only (the application has no update or delete of it) and not tied to referrals
+    by a foreign key, so it outlives a purge of the records it names.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_target", "target_kind", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor_kind: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60))
+    target_kind: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
