@@ -1,0 +1,156 @@
+"""MLLP security settings: allow-lists of sender networks and TLS server contexts."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.hl7v2.mllp_security import AllowList, MllpSecurityError, server_context
+
+
+def test_an_empty_allow_list_permits_everyone() -> None:
+    assert AllowList.parse([]).permits("203.0.113.9")
+
+
+@pytest.mark.parametrize(
+    ("address", "permitted"),
+    [
+        ("10.20.1.2", True),
+        ("10.21.0.1", False),
+        ("192.0.2.7", True),
+        ("192.0.2.8", False),
+        ("::ffff:10.20.9.9", True),
+        ("::1", True),
+        ("fe80::1%eth0", False),
+        ("not-an-address", False),
+    ],
+)
+def test_an_allow_list_permits_only_its_networks(address: str, permitted: bool) -> None:
+    allow = AllowList.parse(["10.20.0.0/16", " 192.0.2.7 ", "::1", ""])
+    assert allow.permits(address) is permitted
+
+
+def test_a_bad_entry_is_named() -> None:
+    with pytest.raises(MllpSecurityError, match=r"'10\.0\.0\.300' is not an IP address"):
+        AllowList.parse(["10.0.0.300"])
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
+    d = tmp_path_factory.mktemp("pki")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+    )
+    for name in ("server", "client"):
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+        )
+        ext = d / f"{name}.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1\n")
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.pem"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(d / f"{name}.pem"),
+        )
+    return d
+
+
+def _serve_once(context: ssl.SSLContext) -> tuple[int, dict[str, object]]:
+    """A TLS listener on 127.0.0.1 that answers one frame with 'ok', and what it saw."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, object] = {}
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                seen["peer"] = tls.getpeercert()
+                tls.recv(100)
+                tls.sendall(b"ok")
+        except (ssl.SSLError, OSError) as exc:
+            seen["error"] = exc
+        finally:
+            listener.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener.getsockname()[1], seen
+
+
+def _client(pki: Path, port: int, with_cert: bool) -> bytes:
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    if with_cert:
+        context.load_cert_chain(str(pki / "client.pem"), str(pki / "client.key"))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"\x0bMSH|^~\\&|\r\x1c\r")
+        return tls.recv(10)
+
+
+def test_tls_with_a_required_client_certificate(pki: Path) -> None:
+    context = server_context(
+        str(pki / "server.pem"), str(pki / "server.key"), str(pki / "ca.pem"), require_client=True
+    )
+    port, seen = _serve_once(context)
+    assert _client(pki, port, with_cert=True) == b"ok"
+    assert seen["peer"]
+    port, seen = _serve_once(context)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        _client(pki, port, with_cert=False)
+        raise ConnectionError("no answer without a certificate")  # TLS 1.3 fails at first read
+
+
+def test_tls_without_client_certificates(pki: Path) -> None:
+    port, _ = _serve_once(server_context(str(pki / "server.pem"), str(pki / "server.key")))
+    assert _client(pki, port, with_cert=False) == b"ok"
+
+
+def test_bad_tls_settings_are_named(pki: Path) -> None:
+    with pytest.raises(MllpSecurityError, match="cannot load the certificate"):
+        server_context(str(pki / "missing.pem"), str(pki / "server.key"))
+    with pytest.raises(MllpSecurityError, match="no client CA"):
+        server_context(str(pki / "server.pem"), str(pki / "server.key"), require_client=True)
