@@ -8,12 +8,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import MappingError
-from gateway.mapping import transforms_v2  # noqa: F401  (registers the HL7 v2 transforms)
+from gateway.mapping import transforms_person, transforms_v2  # noqa: F401  (registers transforms)
 from gateway.mapping.codemaps import CodeMap
-from gateway.mapping.files import LineDict, read_codemap_file, read_mapping_file
-from gateway.mapping.paths import CompiledPath, PathSyntaxError, compile_path
+from gateway.mapping.files import LineDict
+from gateway.mapping.layers import Documents, codemaps_of, layers_of
+from gateway.mapping.parse import PathSyntaxError, compile_path
+from gateway.mapping.syntax import CompiledPath
+from gateway.mapping.targets import check_fields, check_target, fail_require, record_properties
 from gateway.mapping.transforms import REGISTRY, Registered
-from gateway.record.schema import record_json_schema
 
 #: Elements never reported as unused: identity, metadata and narrative.
 ALWAYS_IGNORED = frozenset({"resourceType", "id", "meta", "text", "contained", "implicitRules"})
@@ -71,40 +73,6 @@ class Compiled:
     ignore: frozenset[str]
     consumed: dict[str, frozenset[str]]
     require: tuple[str, ...] = ()
-
-
-def _record_properties() -> dict[str, Any]:
-    """The record schema's property tree, to check rule targets."""
-    return record_json_schema()["properties"]  # type: ignore[no-any-return]
-
-
-def _check_target(target: str, props: dict[str, Any], fail: Any) -> dict[str, Any]:
-    """The record schema node ``target`` names; fails unless it is a field of the record."""
-    node: dict[str, Any] = {"properties": props}
-    for part in target.split("."):
-        children = node.get("properties") or node.get("items", {}).get("properties")
-        if not children or part not in children:
-            fail(f"rule target {target!r} is not a record field ({part!r} unknown)")
-        node = children[part]
-    return node
-
-
-def _fail_require(message: str, file: str, doc: Any) -> None:
-    """Stop start-up for a ``require`` entry that names no record item."""
-    raise MappingError(
-        message.replace("rule target", "require"), file=file, line=doc.lines.get("require")
-    )
-
-
-def _check_fields(target: str, spec: Any, node: dict[str, Any], fail: Any) -> None:
-    """Fail unless every name under ``fields`` is a field of the target's list items."""
-    if not isinstance(spec, dict) or "fields" not in spec:
-        return
-    item_props = node.get("items", {}).get("properties")
-    if not item_props:
-        fail(f"rule target {target!r} is not a list of objects, so it cannot take fields")
-    for name in spec["fields"]:
-        _check_target(name, item_props, fail)
 
 
 class _Compiler:
@@ -172,51 +140,6 @@ class _Compiler:
         )
 
 
-def _layers(
-    directory: Path, source: str, seen: tuple[str, ...] = ()
-) -> list[tuple[Path, LineDict]]:
-    """The mapping files of ``source`` and everything it extends, most general first."""
-    file = directory / source / "mapping.yaml"
-    if source in seen:
-        raise MappingError(f"extends loops back to {source}", file=str(file))
-    if not file.is_file():
-        raise MappingError(f"no mapping.yaml for {source!r}", file=str(file))
-    doc = read_mapping_file(file)
-    if doc["source"] != source:
-        raise MappingError(
-            f"source {doc['source']!r} differs from its folder name {source!r}",
-            file=str(file),
-            line=doc.lines.get("source"),
-        )
-    parent = doc.get("extends")
-    below = _layers(directory, parent, (*seen, source)) if parent else []
-    return [*below, (file, doc)]
-
-
-def _codemaps(
-    directory: Path, layers: list[tuple[Path, LineDict]], source: str
-) -> dict[str, CodeMap]:
-    """Code maps from every layer's codemaps.yaml, nearer layers overriding by name."""
-    out: dict[str, CodeMap] = {}
-    for file, _ in layers:
-        cm_file = file.parent / "codemaps.yaml"
-        if not cm_file.is_file():
-            continue
-        doc = read_codemap_file(cm_file)
-        for name, spec in doc["codemaps"].items():
-            if spec["unknown"] == "default" and "default" not in spec:
-                raise MappingError(
-                    f"code map {name}: policy default needs a default",
-                    file=str(cm_file),
-                    line=doc["codemaps"].lines.get(name),
-                )
-            entries = {str(k): v for k, v in spec["map"].items()}
-            out[name] = CodeMap(
-                name, source, entries, spec["unknown"], spec.get("default"), spec.get("system")
-            )
-    return out
-
-
 def _compile_contexts(
     compiler: _Compiler, contexts: dict[str, tuple[Any, str, int | None]]
 ) -> list[ContextDef]:
@@ -237,14 +160,14 @@ def _compile_rules(
     compiler: _Compiler, rules: dict[str, tuple[Any, str, int | None]], known: set[str]
 ) -> list[Rule]:
     """Rules, each checked for a real record target and known contexts."""
-    props = _record_properties()
+    props = record_properties()
     out: list[Rule] = []
     for target, (spec, file, line) in rules.items():
 
         def fail(message: str, file: str = file, line: int | None = line) -> None:
             raise MappingError(message, file=file, line=line)
 
-        _check_fields(target, spec, _check_target(target, props, fail), fail)
+        check_fields(target, spec, check_target(target, props, fail), fail)
         rule = compiler.rule(target, spec, file, line)
         for path in (rule.source, rule.each):
             for name in path.contexts - known if path is not None else ():
@@ -253,9 +176,13 @@ def _compile_rules(
     return out
 
 
-def compile_source(directory: Path, source: str) -> Compiled:
-    """Load, layer, schema-check and compile the mapping for one source folder."""
-    layers = _layers(directory, source)
+def compile_source(directory: Path, source: str, documents: Documents | None = None) -> Compiled:
+    """Load, layer, schema-check and compile the mapping for one source folder.
+
+    ``documents`` keeps the files read for the sources before (a layer is read once).
+    """
+    documents = documents or Documents()
+    layers = layers_of(documents, directory, source)
     formats = {d.get("format", "fhir") for _, d in layers}
     if len(formats) > 1:
         file, doc = layers[-1]
@@ -265,7 +192,7 @@ def compile_source(directory: Path, source: str) -> Compiled:
             line=doc.lines.get("extends"),
         )
     message_format = formats.pop()
-    compiler = _Compiler(_codemaps(directory, layers, source), message_format == "hl7v2")
+    compiler = _Compiler(codemaps_of(documents, layers, source), message_format == "hl7v2")
     contexts: dict[str, tuple[Any, str, int | None]] = {}
     rules: dict[str, tuple[Any, str, int | None]] = {}
     ignore: set[str] = set()
@@ -280,10 +207,10 @@ def compile_source(directory: Path, source: str) -> Compiled:
                 rules[target] = (spec, str(layer_file), doc["rules"].lines.get(target))
         ignore.update(doc.get("ignore") or [])
         for item in doc.get("require") or []:
-            _check_target(
+            check_target(
                 item,
-                _record_properties(),
-                lambda message, f=str(layer_file), d=doc: _fail_require(message, f, d),
+                record_properties(),
+                lambda message, f=str(layer_file), d=doc: fail_require(message, f, d),
             )
             require[item] = None
     top_file, top = layers[-1]

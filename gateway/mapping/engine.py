@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gateway.data_quality import not_stated, settle_risks
 from gateway.errors import GatewayError, InvalidContent, MappingError, RequiredMissing
 from gateway.mapping import identity
-from gateway.mapping.codegen import generate, missing_context
+from gateway.mapping.codegen import generate
 from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, compile_source
-from gateway.mapping.paths import CompiledPath, Env, ResourceIndex
+from gateway.mapping.interpret import Placement, interpret
+from gateway.mapping.layers import Documents
+from gateway.mapping.reference import run_alternative
+from gateway.mapping.runtime import Env, ResourceIndex
+from gateway.mapping.syntax import CompiledPath
 from gateway.mapping.transforms import MapState
 from gateway.record.model import ReferralRecord
 from gateway.record.schema import validate_record
@@ -37,9 +43,18 @@ class Mapping:
         # (an element ``x`` and its primitive extension ``_x``).
         self._silent = {name: _keys_of(consumed) for name, consumed in compiled.consumed.items()}
 
+    def explaining(self, placements: list[Placement]) -> Mapping:
+        """This mapping run by the reference interpreter, noting each item it places."""
+        twin = copy.copy(self)
+        twin._program = partial(
+            interpret, self.compiled, required=self._missing, order=_SECTIONS, placements=placements
+        )
+        return twin
+
     def _missing(self, name: str, env: Env) -> None:
         """Raise for a required context the message does not have."""
-        raise missing_context(name, self._describe(self._contexts[name].path.text, env))
+        where = self._describe(self._contexts[name].path.text, env)
+        raise RequiredMissing(f"the message has no {name} ({where})", expression=where)
 
     def translate(self, message: dict[str, Any]) -> dict[str, Any]:
         """The validated record for ``message`` (received_at left unset), or a domain error.
@@ -193,7 +208,7 @@ class Mapping:
         texts = [t.strip() for t in path.text.split("|")]
         if len(texts) == len(path.alternatives) > 1:
             for text, alternative in zip(texts, path.alternatives, strict=True):
-                if alternative.run(env):
+                if run_alternative(alternative, env):
                     return self._describe(text, env)
         return self._describe(path.text, env)
 
@@ -254,8 +269,9 @@ def load_mappings(directory: Path) -> dict[str, Mapping]:
     if not directory.is_dir():
         raise MappingError("mappings folder not found", file=str(directory))
     out: dict[str, Mapping] = {}
+    documents = Documents()
     for folder in sorted(p for p in directory.iterdir() if (p / "mapping.yaml").is_file()):
-        compiled = compile_source(directory, folder.name)
+        compiled = compile_source(directory, folder.name, documents)
         if not compiled.abstract:
             out[folder.name] = Mapping(compiled)
     return out

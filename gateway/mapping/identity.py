@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway import nhs_number
 from gateway.errors import InvalidContent
-from gateway.mapping.paths import Env
+from gateway.mapping.runtime import Env
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 #: HL7 v2 markers of an NHS number in PID-3: identifier type NH, or assigning authority NHS.

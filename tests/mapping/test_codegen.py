@@ -8,7 +8,7 @@ import orjson
 from support import FIXTURES
 
 from gateway.mapping.engine import Mapping, load_mappings
-from gateway.mapping.paths import Env, ResourceIndex
+from gateway.mapping.runtime import Env, ResourceIndex
 from gateway.mapping.transforms import MapState
 
 MAPPINGS = load_mappings(FIXTURES.parent / "mappings")

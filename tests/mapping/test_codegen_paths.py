@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from functools import partial
 from random import Random
 from typing import Any
 
@@ -17,10 +18,12 @@ import pytest
 from support import FIXTURES
 
 from gateway.hl7v2.er7 import parse
+from gateway.mapping import reference
 from gateway.mapping.codegen import path_function
 from gateway.mapping.compile import Compiled, Rule
 from gateway.mapping.engine import load_mappings
-from gateway.mapping.paths import CompiledPath, Env, ResourceIndex
+from gateway.mapping.runtime import Env, ResourceIndex
+from gateway.mapping.syntax import CompiledPath
 
 MAPPINGS = load_mappings(FIXTURES.parent / "mappings")
 _VALUES: list[Any] = [
@@ -126,7 +129,7 @@ def _compare(
     contexts: dict[str, list[Any]] = {}
     env = _env(message, contexts, None)
     for context in compiled.contexts:
-        found = context.path.first(env)
+        found = reference.first(context.path, env)
         env.contexts[context.name] = [found] if isinstance(found, dict) else []
     contexts = env.contexts
     compared = 0
@@ -134,7 +137,7 @@ def _compare(
         items: list[Any] = [None]
         if parent is not None:
             try:
-                items = parent.evaluate(_env(message, contexts, None)) or [None]
+                items = reference.evaluate(parent, _env(message, contexts, None)) or [None]
             except Exception:
                 continue
         for this in items:
@@ -144,10 +147,10 @@ def _compare(
                 return run(e.root, e, this)
 
             if first:
-                want = _first_outcome(path.first, _env(message, contexts, this))
+                want = _first_outcome(partial(reference.first, path), _env(message, contexts, this))
                 got = _first_outcome(call, _env(message, contexts, this))
             else:
-                want = _outcome(path.evaluate, _env(message, contexts, this))
+                want = _outcome(partial(reference.evaluate, path), _env(message, contexts, this))
                 got = _outcome(call, _env(message, contexts, this))
             assert got == want, (compiled.source, path.text)
             compared += 1

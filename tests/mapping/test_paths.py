@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.mapping.paths import Env, PathSyntaxError, ResourceIndex, compile_path
+from gateway.mapping import reference
+from gateway.mapping.parse import PathSyntaxError, compile_path
+from gateway.mapping.runtime import Env, ResourceIndex
 from gateway.nhs_number import synthetic
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
@@ -84,7 +86,7 @@ def run(text: str, root: dict[str, Any] | None = None, **contexts: Any) -> list[
     doc = bundle() if root is None else root
     env = Env(root=doc, index=ResourceIndex(doc))
     env.contexts.update({k: v if isinstance(v, list) else [v] for k, v in contexts.items()})
-    return compile_path(text).evaluate(env)
+    return reference.evaluate(compile_path(text), env)
 
 
 def patient() -> dict[str, Any]:
@@ -214,23 +216,25 @@ def test_union_is_a_fallback_not_a_merge() -> None:
     ]
     assert run("%p.photo | %p.birthDate", p=p) == []
     env = Env(root=bundle(), index=ResourceIndex(bundle()), contexts={"p": [p]})
-    assert compile_path("%p.photo | %p.name.given | %p.id").first(env) == "Maggie"
-    assert compile_path("%p.photo | %p.link").first(env) is None
+    assert reference.first(compile_path("%p.photo | %p.name.given | %p.id"), env) == "Maggie"
+    assert reference.first(compile_path("%p.photo | %p.link"), env) is None
 
 
 def test_relative_paths_start_from_this() -> None:
     path = compile_path("code.coding.where(system='http://snomed.info/sct').code", relative=True)
     item = {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "129839007"}]}}
     env = Env(root={}, index=ResourceIndex({}), this=item)
-    assert path.evaluate(env) == ["129839007"]
+    assert reference.evaluate(path, env) == ["129839007"]
     env.this = {"code": {"text": "no coding"}}
-    assert path.evaluate(env) == []  # relative paths are not memoised
-    assert compile_path("$this.text", relative=True).evaluate(
-        Env(root={}, index=ResourceIndex({}), this={"text": "t"})
+    assert reference.evaluate(path, env) == []  # relative paths are not memoised
+    assert reference.evaluate(
+        compile_path("$this.text", relative=True),
+        Env(root={}, index=ResourceIndex({}), this={"text": "t"}),
     ) == ["t"]
     # An upper-case first step is an element, not a type, in a relative path.
-    assert compile_path("Text", relative=True).evaluate(
-        Env(root={}, index=ResourceIndex({}), this={"Text": "T"})
+    assert reference.evaluate(
+        compile_path("Text", relative=True),
+        Env(root={}, index=ResourceIndex({}), this={"Text": "T"}),
     ) == ["T"]
 
 
@@ -246,7 +250,9 @@ def test_shared_prefixes_give_the_same_answers_as_fresh_evaluation() -> None:
     shared = Env(root=doc, index=ResourceIndex(doc), contexts={"sr": [sr]})
     for text in texts + texts:
         fresh = Env(root=doc, index=ResourceIndex(doc), contexts={"sr": [sr]})
-        assert compile_path(text).evaluate(shared) == compile_path(text).evaluate(fresh), text
+        assert reference.evaluate(compile_path(text), shared) == reference.evaluate(
+            compile_path(text), fresh
+        ), text
 
 
 def test_compiled_path_records_contexts_and_consumed_elements() -> None:

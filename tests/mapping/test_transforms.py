@@ -8,7 +8,6 @@ import pytest
 
 from gateway.errors import InvalidContent
 from gateway.mapping.transforms import (
-    NHS_COMMUNICATION,
     REGISTRY,
     MapState,
     address,
@@ -21,15 +20,18 @@ from gateway.mapping.transforms import (
     fhir_datetime,
     given_names,
     human_name,
-    interpreter_language,
     joined_text,
     lower,
     nhs_number_checked,
     ods_code,
     overflow_text,
     plain_text,
-    preferred_language,
     reason_150,
+)
+from gateway.mapping.transforms_person import (
+    NHS_COMMUNICATION,
+    interpreter_language,
+    preferred_language,
     telecom,
     what_matters_to_me,
 )
