@@ -21,11 +21,12 @@ from gateway.routing.rules import RoutingFile, load_routing
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
+ROUTING = ROOT / "tests" / "routing" / "files"
 
 
 def _many_rules(directory: Path) -> Path:
     """A routing file of 200 rules (practice, PCN, postcode and need) that few records match."""
-    lines = ["practice_pcns: " + str(FIXTURES / "routing" / "epcn-core-partners.csv"), "rules:"]
+    lines = ["practice_pcns: " + str(ROUTING / "epcn-core-partners.csv"), "rules:"]
     for n in range(50):
         lines += [
             f"  - {{hub: h{n}, practice: [C{n:05d}, D{n:05d}, E{n:05d}]}}",
@@ -63,7 +64,7 @@ def main() -> None:
         floor.write_text("rules: []\ndefault: {hub: everyone}\n")
         files: dict[str, RoutingFile] = {
             "default only (floor)": load_routing(floor),
-            "fixtures/routing (5 rules)": load_routing(FIXTURES / "routing" / "routing.yaml"),
+            "tests/routing/files (5 rules)": load_routing(ROUTING / "routing.yaml"),
             "200 rules": load_routing(_many_rules(Path(tmp))),
         }
     from gateway.intake.fhir import translate_message

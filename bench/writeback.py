@@ -16,8 +16,9 @@ from fhir.resources.R4B.bundle import Bundle
 from inprocess import measure, pinned
 from payload import FIXTURES
 
-from gateway.outbound.fhir import bundle as fhir_bundle
-from gateway.outbound.fhir.bundle import build_transaction, checker, validate, validate_full
+from gateway.outbound.fhir import validation as fhir_validation
+from gateway.outbound.fhir.bundle import build_transaction
+from gateway.outbound.fhir.validation import checker, validate, validate_full
 
 TARGET_PER_SECOND = 1000.0
 RECORD = FIXTURES / "emis-web" / "01-new-referral.record.json"
@@ -114,7 +115,7 @@ def run(seconds: float) -> dict[str, Any]:
                 build_transaction(fresh())
             ),
             "model objects + model_dump_json": lambda: Bundle.model_validate(
-                fhir_bundle._reusing(build_transaction(fresh()))
+                fhir_validation._reusing(build_transaction(fresh()))
             ).model_dump_json(exclude_none=True),
             "build_transaction only (no validation)": lambda: build_transaction(fresh()),
             "fresh payload only (harness cost)": fresh,

@@ -14,14 +14,15 @@ from gateway.channels import fhir, hl7v2, outcomes, records, service
 from gateway.channels.http import fhir_response
 from gateway.config import load_config
 from gateway.errors import GatewayError
+from gateway.fhir.elements import preload as preload_elements
 from gateway.fhir.outcome import from_error, from_http_status
-from gateway.fhir.structure import preload as preload_elements
-from gateway.hl7v2.er7 import Limits
+from gateway.hl7v2.limits import Limits
 from gateway.intake.fhir import ReferralIntake
 from gateway.intake.hl7v2 import V2Intake
 from gateway.intake.webhooks import webhook_hook
 from gateway.mapping.engine import load_mappings
 from gateway.outbound.destinations import load_destinations
+from gateway.services import Services, init_app
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
 
@@ -42,13 +43,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     destinations = load_destinations(app.config["DESTINATIONS"], set(mappings))
     db = Database(app.config["DATABASE_URL"])
     on_stored = webhook_hook(destinations)
-    app.extensions["gateway.destinations"] = destinations
-    app.extensions["gateway.db"] = db
-    app.extensions["gateway.mappings"] = mappings
-    app.extensions["gateway.keys"] = KeyRing(db)
-    app.extensions["gateway.intake"] = ReferralIntake(db, mappings, on_stored)
-    app.extensions["gateway.v2intake"] = V2Intake(
-        db, mappings, on_stored, Limits.from_config(app.config)
+    init_app(
+        app,
+        Services(
+            db=db,
+            mappings=mappings,
+            destinations=destinations,
+            keys=KeyRing(db),
+            intake=ReferralIntake(db, mappings, on_stored),
+            v2intake=V2Intake(db, mappings, on_stored, Limits.from_config(app.config)),
+        ),
     )
     for blueprint in (fhir.bp, hl7v2.bp, outcomes.bp, records.bp, service.bp):
         app.register_blueprint(blueprint)

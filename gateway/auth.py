@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 
 from gateway.errors import Forbidden, Unauthenticated
-from gateway.store.keys import KeyRing, Principal
+from gateway.services import current_services
+from gateway.store.keys import Principal
 
 SOURCE_HEADER = "X-Source-System"
 
@@ -23,8 +24,7 @@ def authenticate(kind: str) -> Principal:
     key = presented_key()
     if key is None:
         raise Unauthenticated("an API key is required (Authorization: Bearer <key>)")
-    keyring: KeyRing = current_app.extensions["gateway.keys"]
-    principal = keyring.lookup(key)
+    principal = current_services().keys.lookup(key)
     if principal is None:
         raise Unauthenticated("the API key is not recognised or has been revoked")
     if principal.kind != kind:

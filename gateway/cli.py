@@ -8,10 +8,12 @@ from typing import Any
 
 import click
 
+from gateway.audit_command import audit_command
 from gateway.config import ROOT, load_config
 from gateway.errors import MappingError
 from gateway.golden import compare, fixtures, render, translate_file
 from gateway.mapping.engine import Mapping, load_mappings
+from gateway.routing.command import route_command
 from gateway.store import keys as key_store
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
@@ -42,6 +44,10 @@ def _db() -> Database:
 @click.group()
 def main() -> None:
     """Social prescribing interoperability gateway."""
+
+
+main.add_command(route_command)
+main.add_command(audit_command)
 
 
 @main.command()
@@ -103,14 +109,25 @@ def mllp(listen: tuple[str, ...], host: str | None, no_migrate: bool) -> None:
 @main.command()
 @click.option("--source", required=True, help="Source system (a folder under mappings/).")
 @click.option("--mappings", "mappings_dir", default=None, help="Mappings folder.")
+@click.option("--explain", is_flag=True, help="Say which rule filled each item, from where.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def translate(source: str, mappings_dir: str | None, file: Path) -> None:
-    """Print the record FILE gives (or the OperationOutcome, exit 1), without a server."""
+def translate(source: str, mappings_dir: str | None, explain: bool, file: Path) -> None:
+    """Print the record FILE gives (or the OperationOutcome, exit 1), without a server.
+
+    With --explain: each record item's rule and source element, and what was unplaced.
+    """
     mappings = _mappings(mappings_dir)
     if source not in mappings:
         raise click.ClickException(f"no mapping for source {source!r}: {sorted(mappings)}")
-    kind, document = translate_file(mappings, source, file)
-    click.echo(render(document), nl=False)
+    if explain:
+        from gateway.mapping.explain import explain_file, render_explanation
+
+        explanation = explain_file(mappings, source, file)
+        kind = explanation.kind
+        click.echo(render_explanation(explanation), nl=False)
+    else:
+        kind, document = translate_file(mappings, source, file)
+        click.echo(render(document), nl=False)
     if kind == "outcome":
         sys.exit(1)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.hl7v2.message import V2Message
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose.
@@ -119,3 +124,19 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Not worth retrying unchanged: a 4xx with an OperationOutcome, an HL7 v2 AE."""
+
+
+class NotAnHl7Message(InvalidMessage):
+    """The text does not start with an MSH segment: there is no HL7 v2 message to answer."""
+
+
+class V2ParseError(InvalidMessage):
+    """A message whose MSH was read but whose text breaks ER7; ``header`` holds that MSH."""
+
+    def __init__(self, message: str, *, expression: str, header: V2Message | None) -> None:
+        super().__init__(message, expression=expression)
+        self.header = header
+
+
+class OverLimit(V2ParseError):
+    """A message over a configured limit: too many segments or repetitions, a field too long."""

@@ -16,7 +16,9 @@ from typing import Any
 from gateway.errors import PayloadTooLarge, StoreUnavailable
 from gateway.heap import settle_heap
 from gateway.hl7v2.ack import build_ack
-from gateway.hl7v2.er7 import Limits, V2Message, parse, read_header
+from gateway.hl7v2.er7 import parse, read_header
+from gateway.hl7v2.limits import Limits
+from gateway.hl7v2.message import V2Message
 from gateway.hl7v2.mllp import FrameTooLarge, MllpServer
 from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake
 from gateway.intake.webhooks import webhook_hook

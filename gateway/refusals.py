@@ -23,8 +23,10 @@ from gateway.errors import (
     GatewayError,
     InvalidContent,
     InvalidMessage,
+    NotAnHl7Message,
     NotFound,
     NotSupported,
+    OverLimit,
     PayloadTooLarge,
     RequiredMissing,
     StoreUnavailable,
@@ -32,7 +34,6 @@ from gateway.errors import (
     UnknownCode,
     UnsupportedMediaType,
 )
-from gateway.hl7v2.er7 import NotAnHl7Message, OverLimit
 
 #: The BaRS code system for ``OperationOutcome.issue.details.coding`` (spelt as BaRS does).
 HTTP_ERROR_CODES = "https://fhir.nhs.uk/Codesystem/http-error-codes"

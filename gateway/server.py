@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.config import Config
 
@@ -12,6 +13,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.heap import settle_heap
 from gateway.http_front import buffering_worker
+from gateway.services import attach_outbox_worker, services
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -33,22 +35,23 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def start_outbox_worker(app: Any) -> None:
+def start_outbox_worker(app: Flask) -> None:
     """One supervised outbox worker thread in this web worker process (claims never collide);
     the health check watches its heartbeat."""
     from gateway.outbound import build_deliverers
     from gateway.outbound.supervisor import Supervisor
     from gateway.outbound.worker import Worker
 
-    destinations = app.extensions["gateway.destinations"]
+    attached = services(app)
+    destinations = attached.destinations
     worker = Worker(
-        app.extensions["gateway.db"],
+        attached.db,
         build_deliverers(destinations),
         destinations.retry,
         lease_seconds=float(app.config["OUTBOX_LEASE_SECONDS"]),
     )
     supervisor = Supervisor(worker)
-    app.extensions["gateway.outbox_worker"] = supervisor
+    attach_outbox_worker(app, supervisor)
     supervisor.start()
 
 

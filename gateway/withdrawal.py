@@ -13,7 +13,8 @@ import copy
 from typing import Any
 
 from gateway.errors import NotFound
-from gateway.store.referrals import Apply, check_same_referral
+from gateway.store.identity import check_same_referral
+from gateway.store.referrals import Apply
 
 WITHDRAWN = ("revoked", "entered-in-error")
 

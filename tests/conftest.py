@@ -15,6 +15,7 @@ import gateway.app as app_module
 import gateway.cli as cli_module
 from gateway.config import ROOT
 from gateway.mapping.engine import Mapping, load_mappings
+from gateway.services import services
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,7 +59,7 @@ def gateway(sqlite_url: str) -> Iterator[Gateway]:
     """A gateway on a fresh SQLite store."""
     gw = build_gateway(sqlite_url)
     yield gw
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def any_gateway(db_url: str) -> Iterator[Gateway]:
     """A gateway on each supported store in turn."""
     gw = build_gateway(db_url)
     yield gw
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, select, text
 
 from gateway.app import create_app
 from gateway.config import ROOT
+from gateway.services import services
 from gateway.store.keys import create_key
 from gateway.store.migrate import upgrade
 from gateway.store.models import Message
@@ -89,7 +90,7 @@ def build_gateway(url: str, **config: Any) -> Gateway:
     """A gateway on ``url`` with keys for every source and a platform."""
     app = create_app({"DATABASE_URL": url, **config})
     app.testing = True
-    db = app.extensions["gateway.db"]
+    db = services(app).db
     upgrade(db)
     keys = {source: create_key(db, "source", source) for source in SOURCES + V2_SOURCES}
     return Gateway(app, app.test_client(), keys, create_key(db, "platform", "test-platform"))
@@ -109,7 +110,7 @@ def fhir_valid(resource: dict[str, Any]) -> None:
 
 def stored_messages(gw: Gateway) -> list[Message]:
     """Every row of the messages table, oldest first."""
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         return list(session.scalars(select(Message).order_by(Message.id)))
 
 

@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import ROOT
 from gateway.golden import Fixture, fixtures
+from gateway.services import services
 from gateway.store.database import Database
 
 ALL = list(fixtures(FIXTURES))
@@ -169,7 +170,7 @@ def test_keys_create_list_revoke(database_url: str) -> None:
     refused = fresh.test_client().post("/fhir/$process-message", data=body, headers=headers)
     assert refused.status_code == 401
     for each in (app, fresh):
-        each.extensions["gateway.db"].dispose()
+        services(each).db.dispose()
 
 
 @pytest.mark.parametrize(

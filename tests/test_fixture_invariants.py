@@ -22,10 +22,11 @@ from gateway.config import ROOT
 from gateway.errors import GatewayError
 from gateway.fhir.body import decode_body
 from gateway.golden import Fixture, content_type_for, fixtures
-from gateway.hl7v2.er7 import decode_text, parse
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.values import decode_text
 from gateway.mapping.compile import Rule
 from gateway.mapping.engine import load_mappings
-from gateway.mapping.paths import ResourceIndex
+from gateway.mapping.runtime import ResourceIndex
 from gateway.mapping.transforms_v2 import CODE_SYSTEMS, LOCAL_SYSTEM
 from gateway.record.model import ReferralRecord
 from gateway.record.schema import validate_record

@@ -23,6 +23,7 @@ from gateway import nhs_number
 from gateway.hl7v2.er7 import parse
 from gateway.outbound.fhir.bundle import build_transaction
 from gateway.outbound.hl7v2.rri import build_rri
+from gateway.services import services
 from gateway.store.models import OutboxItem, RecordVersion, Referral
 
 UK = FIXTURES / "uk-core" / "01-new-referral.json"
@@ -51,7 +52,7 @@ writeback:
     )
     gateway = build_gateway(sqlite_url, DESTINATIONS=str(destinations))
     yield gateway
-    gateway.app.extensions["gateway.db"].dispose()
+    services(gateway.app).db.dispose()
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -77,14 +78,14 @@ def _renamed(doc: dict[str, Any], suffix: str) -> dict[str, Any]:
 
 def _rows(gw: Gateway) -> tuple[int, int]:
     """(referrals, record versions) held."""
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         referrals = session.scalar(select(func.count()).select_from(Referral)) or 0
         versions = session.scalar(select(func.count()).select_from(RecordVersion)) or 0
     return referrals, versions
 
 
 def _outbox(gw: Gateway, kind: str) -> list[dict[str, Any]]:
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         rows = session.scalars(
             select(OutboxItem).where(OutboxItem.kind == kind).order_by(OutboxItem.id)
         )

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from support import FHIR_JSON, FIXTURES, HL7_V2, Gateway, build_gateway
 
 from gateway import nhs_number
+from gateway.services import services
 
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "60"))
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
@@ -71,7 +72,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     path: Path = tmp_path_factory.mktemp("properties") / "gateway.db"
     gateway = build_gateway(f"sqlite:///{path}")
     yield gateway
-    gateway.app.extensions["gateway.db"].dispose()
+    services(gateway.app).db.dispose()
 
 
 def _nodes(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:

@@ -27,9 +27,10 @@ from gateway.cli import main
 from gateway.intake.pull import Poller
 from gateway.outbound.destinations import Destinations
 from gateway.outbound.queue import now_utc
+from gateway.services import services
 from gateway.store.database import Database
 from gateway.store.models import Message, OutboxItem, RecordVersion, Referral
-from gateway.store.referrals import get_record
+from gateway.store.records import get_record
 from gateway.store.watermarks import read_watermark
 
 UK_CORE = FIXTURES / "uk-core"
@@ -63,7 +64,7 @@ class Wired:
 
     def poller(self) -> Poller:
         return Poller(
-            self.gw.app.extensions["gateway.intake"],
+            services(self.gw.app).intake,
             self.destinations.pull["uk-core"],
             session=self.session,
         )
@@ -91,10 +92,10 @@ retry: {{max_attempts: 5, base_delay: 60, max_delay: 120}}
         encoding="utf-8",
     )
     gw = build_gateway(sqlite_url, DESTINATIONS=str(destinations))
-    db = gw.app.extensions["gateway.db"]
+    db = services(gw.app).db
     session = RecordingSession()
     try:
-        yield Wired(fhir_server, gw, db, gw.app.extensions["gateway.destinations"], session)
+        yield Wired(fhir_server, gw, db, services(gw.app).destinations, session)
     finally:
         session.close()
         db.dispose()

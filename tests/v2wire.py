@@ -9,9 +9,11 @@ from sqlalchemy import func, select
 from support import HL7_V2, Gateway, build_gateway, stored_messages
 
 from gateway.config import load_config
-from gateway.hl7v2.er7 import V2Message, parse
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.message import V2Message
 from gateway.hl7v2.mllp import MllpServer
 from gateway.listener import build_servers
+from gateway.services import services
 from gateway.store.models import Message, RecordVersion
 
 SB, TRAILER = b"\x0b", b"\x1c\x0d"
@@ -52,7 +54,7 @@ class Wire:
 
     def versions(self) -> int:
         """How many record versions are stored."""
-        with self.gw.app.extensions["gateway.db"].transaction() as session:
+        with services(self.gw.app).db.transaction() as session:
             return session.scalar(select(func.count()).select_from(RecordVersion)) or 0
 
 
@@ -94,4 +96,4 @@ def start_wire(url: str, **config: Any) -> Wire:
 def stop_wire(wire: Wire) -> None:
     """Stop the listener and release the gateway's store."""
     wire.server.shutdown(timeout=WAIT)
-    wire.gw.app.extensions["gateway.db"].dispose()
+    services(wire.gw.app).db.dispose()

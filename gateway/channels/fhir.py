@@ -6,19 +6,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request, url_for
+from flask import Blueprint, Response, g, request, url_for
 
 from gateway.auth import authenticate_source
 from gateway.channels.http import fhir_response, read_body, too_large
 from gateway.fhir.capability import capability_statement
 from gateway.fhir.outcome import from_diagnostics
 from gateway.intake.fhir import BARS_EVENTS, Received, ReferralIntake, source_message_id
+from gateway.services import current_services
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 
 def _intake() -> ReferralIntake:
-    return current_app.extensions["gateway.intake"]  # type: ignore[no-any-return]
+    return current_services().intake
 
 
 def _receive(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from gateway.auth import authenticate_source
 from gateway.channels.http import read_body, too_large
 from gateway.errors import GatewayError, UnsupportedMediaType
 from gateway.hl7v2.er7 import envelope
-from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake
+from gateway.intake.hl7v2 import MEDIA_TYPE
+from gateway.services import current_services
 
 bp = Blueprint("hl7v2", __name__)
 CHANNEL = "hl7v2-http"
@@ -26,7 +27,7 @@ def receive() -> Response:
     not HL7 v2 at all (no MSH); 413 and 415 before the body is looked at.
     """
     source = authenticate_source()
-    intake: V2Intake = current_app.extensions["gateway.v2intake"]
+    intake = current_services().v2intake
     media = (request.mimetype or "").lower()
     body, over = read_body()
     refusal: GatewayError | None = None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from gateway.auth import authenticate
 from gateway.channels.http import json_response as _json
 from gateway.channels.http import read_body, too_large
 from gateway.intake.outcomes import take_outcome
 from gateway.outbound import queue
+from gateway.services import current_services
 
 bp = Blueprint("outcomes", __name__)
 
@@ -20,10 +21,10 @@ def post_outcome(referral_id: str) -> Response:
     body, over = read_body()
     if over:
         raise too_large()
-    extensions = current_app.extensions
+    attached = current_services()
     taken = take_outcome(
-        extensions["gateway.db"],
-        extensions["gateway.destinations"],
+        attached.db,
+        attached.destinations,
         platform.name,
         referral_id,
         body,
@@ -43,12 +44,12 @@ def post_outcome(referral_id: str) -> Response:
 def list_dead() -> Response:
     """The dead-letter list (admin key)."""
     authenticate("admin")
-    return _json({"items": queue.dead_letters(current_app.extensions["gateway.db"])})
+    return _json({"items": queue.dead_letters(current_services().db)})
 
 
 @bp.post("/outbox/<int:item_id>/replay")
 def replay(item_id: int) -> Response:
     """Send a dead-lettered item again (admin key)."""
     authenticate("admin")
-    queue.replay(current_app.extensions["gateway.db"], item_id)
+    queue.replay(current_services().db, item_id)
     return _json({"id": item_id, "status": "pending"})

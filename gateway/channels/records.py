@@ -7,15 +7,16 @@ from flask import Blueprint, Response, current_app, request
 from gateway.auth import authenticate
 from gateway.channels.http import json_response as _json
 from gateway.errors import InvalidMessage
+from gateway.services import current_services
 from gateway.store.database import Database
-from gateway.store.referrals import get_record as load_record
-from gateway.store.referrals import records_since
+from gateway.store.records import get_record as load_record
+from gateway.store.records import records_since
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
 
 def _db() -> Database:
-    return current_app.extensions["gateway.db"]  # type: ignore[no-any-return]
+    return current_services().db
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

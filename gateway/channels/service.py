@@ -10,8 +10,7 @@ from gateway.errors import StoreUnavailable
 from gateway.outbound import queue
 from gateway.outbound.supervisor import delivery_stalled
 from gateway.record.schema import record_json_schema
-from gateway.store.database import Database
-from gateway.store.keys import KeyRing
+from gateway.services import current_services
 
 bp = Blueprint("service", __name__)
 
@@ -24,14 +23,15 @@ _SEE_OUTBOX = ("platform", "admin")
 def healthz() -> Response:
     """200 when the store answers and delivery is not stuck, else 503; no key needed, but
     only a platform or admin key sees the outbox counts."""
-    db: Database = current_app.extensions["gateway.db"]
+    attached = current_services()
+    db = attached.db
     status = "ok" if db.ping() else "store unavailable"
     if status == "ok":
         try:
             stalled = delivery_stalled(
                 db,
                 float(current_app.config["OUTBOX_STALL_SECONDS"]),
-                current_app.extensions.get("gateway.outbox_worker"),
+                attached.outbox_worker,
             )
         except StoreUnavailable:
             status = "store unavailable"
@@ -39,7 +39,7 @@ def healthz() -> Response:
             status = "outbox stalled" if stalled else "ok"
     body: dict[str, object] = {
         "status": status,
-        "sources": sorted(current_app.extensions["gateway.mappings"]),
+        "sources": sorted(attached.mappings),
     }
     if status != "store unavailable" and _may_see_outbox():
         # Queue depth and dead letters, for dashboards and alerts.
@@ -54,9 +54,8 @@ def _may_see_outbox() -> bool:
     key = presented_key()
     if key is None:
         return False
-    keyring: KeyRing = current_app.extensions["gateway.keys"]
     try:
-        principal = keyring.lookup(key)
+        principal = current_services().keys.lookup(key)
     except StoreUnavailable:
         return False
     return principal is not None and principal.kind in _SEE_OUTBOX

@@ -79,9 +79,7 @@ def row(item: ExportInput, secret: bytes, on: date) -> dict[str, Any]:
         "postcode_district": district(address.get("postcode")),
         "referral_method": referral.get("method") or "not stated",
         "needs": _codes(record),
-        "accepted": bool(
-            facts.statuses - {"requested", "rejected", "cancelled", "entered-in-error"}
-        ),
+        "accepted": bool(facts.statuses & ACCEPTED),
         "declined": "rejected" in facts.statuses,
         "completed": "completed" in facts.statuses,
         "days_to_first_contact": days,

@@ -10,7 +10,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.errors import InvalidMessage
-from gateway.fhir.structure import elements_of, is_resource_type
+from gateway.fhir.elements import elements_of, is_resource_type
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"

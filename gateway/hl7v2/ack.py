@@ -10,8 +10,8 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from gateway.errors import GatewayError
-from gateway.hl7v2.er7 import Encoding, V2Message, V2ParseError
+from gateway.errors import GatewayError, V2ParseError
+from gateway.hl7v2.message import Encoding, V2Message
 from gateway.refusals import ack_code as refusal_ack
 from gateway.refusals import decide
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.hl7v2.ack import build_batch_ack
-from gateway.hl7v2.er7 import Encoding
+from gateway.hl7v2.message import Encoding
 
 _LINE = re.compile(rb"[^\r\n]+")
 _BATCH = frozenset((b"FHS", b"BHS", b"BTS", b"FTS"))

@@ -1,237 +1,23 @@
 """HL7 v2 ER7 (pipe-and-hat) parsing into the nested dicts that mapping paths read.
 
-A message becomes ``{"MSH": [segment], "PID": [segment], ...}``: each segment name maps to its
-occurrences in order. A segment is ``{"1": [repetition, ...], "2": ...}`` keyed by field
-number; a repetition is ``{"1": component, ...}`` keyed by component number; a component is
-text, or ``{"1": text, ...}`` when it has sub-components. Empty fields and components are
-left out, and so is the HL7 null ``""`` (a field, repetition, component or sub-component whose
-whole content is two double quotes means "no value", never the two characters). Escape
-sequences are decoded here, never in mappings. The message's own encoding characters (MSH-1
-and MSH-2) are used, so senders with unusual separators parse correctly. The configured limits
-(segments, repetitions per field, field length) are checked while parsing, before anything
-over them is split.
+The tree's shape is described in ``gateway.hl7v2.message``; field values are decoded by
+``gateway.hl7v2.values``. The message's own encoding characters (MSH-1 and MSH-2) are used,
+so senders with unusual separators parse correctly. The configured limits
+(``gateway.hl7v2.limits``) are checked while parsing, before anything over them is split.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import InvalidMessage, NotSupported
+from gateway.errors import InvalidMessage, NotAnHl7Message, NotSupported, V2ParseError
+from gateway.hl7v2.limits import DEFAULT_LIMITS, Limits, check_field, segment_lines
+from gateway.hl7v2.message import AFTER_KEY, NULL, ORDER_KEY, SEGMENT_NAME, Encoding, V2Message
+from gateway.hl7v2.values import NUMBER_KEYS, NUMBERS, declared_codec, decode_text, split_field
 
-SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
-_CHARSETS = {
-    "": "utf-8",
-    "ASCII": "ascii",
-    "8859/1": "latin-1",
-    "8859/15": "iso8859-15",
-    "UNICODE UTF-8": "utf-8",
-    "UNICODE": "utf-8",
-}
-#: Position of each segment in the message, kept beside its fields (not a field).
-ORDER_KEY = "_seq"
-#: For NTE segments: the name of the segment the note follows (mapping paths: _after).
-AFTER_KEY = "_after"
-
-
-#: The HL7 null: "no value" (on an update, "remove the value").
-NULL = '""'
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The most a message may hold: segments, repetitions of one field, characters in a field."""
-
-    segments: int = 1000
-    repetitions: int = 100
-    field_length: int = 64 * 1024
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Limits:
-        """The limits a gateway configuration sets (V2_MAX_SEGMENTS and the others)."""
-        return cls(
-            segments=int(config.get("V2_MAX_SEGMENTS", cls.segments)),
-            repetitions=int(config.get("V2_MAX_REPETITIONS", cls.repetitions)),
-            field_length=int(config.get("V2_MAX_FIELD_LENGTH", cls.field_length)),
-        )
-
-
-DEFAULT_LIMITS = Limits()
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """The separators and escape character a message declares in MSH-1 and MSH-2."""
-
-    field: str = "|"
-    component: str = "^"
-    repetition: str = "~"
-    escape: str = "\\"
-    subcomponent: str = "&"
-
-
-@dataclass
-class V2Message:
-    """A parsed message: the segment tree plus the header facts the gateway needs."""
-
-    tree: dict[str, Any]
-    encoding: Encoding
-    segments: list[tuple[str, dict[str, Any]]]
-
-    def value(self, segment: str, field: int, component: int = 1, occurrence: int = 0) -> str:
-        """One component's text ('' when absent), from the first repetition."""
-        found = self.tree.get(segment)
-        if not found or occurrence >= len(found):
-            return ""
-        reps = found[occurrence].get(str(field)) or [{}]
-        comp = reps[0].get(str(component), "")
-        if isinstance(comp, dict):
-            comp = comp.get("1", "")
-        return str(comp)
-
-    @property
-    def control_id(self) -> str:
-        """MSH-10, the sender's message control id."""
-        return self.value("MSH", 10)
-
-    @property
-    def message_type(self) -> str:
-        """MSH-9 as CODE^TRIGGER (e.g. REF^I12)."""
-        return f"{self.value('MSH', 9, 1)}^{self.value('MSH', 9, 2)}"
-
-    @property
-    def version(self) -> str:
-        """MSH-12, the declared HL7 version."""
-        return self.value("MSH", 12)
-
-
-class NotAnHl7Message(InvalidMessage):
-    """The text does not start with an MSH segment: there is no HL7 v2 message to answer."""
-
-
-class V2ParseError(InvalidMessage):
-    """A message whose MSH was read but whose text breaks ER7; ``header`` holds that MSH."""
-
-    def __init__(self, message: str, *, expression: str, header: V2Message | None) -> None:
-        super().__init__(message, expression=expression)
-        self.header = header
-
-
-class OverLimit(V2ParseError):
-    """A message over a configured limit: too many segments or repetitions, a field too long."""
-
-
-def _charset(raw: bytes) -> str:
-    """The Python codec for MSH-18, read from the raw bytes (ASCII-compatible)."""
-    first = raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    if len(first) < 4:
-        return "utf-8"
-    fields = first.split(first[3:4])
-    name = fields[17].decode("ascii", "replace").strip() if len(fields) > 17 else ""
-    name = name.split(first[4:5].decode("ascii", "replace") or "^")[0] if name else ""
-    return _CHARSETS.get(name.upper(), "utf-8")
-
-
-def decode_text(raw: bytes, codec: str | None = None) -> str:
-    """The message text, in the character set MSH-18 declares (UTF-8 when none)."""
-    codec = codec or _charset(raw)
-    try:
-        return raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise InvalidMessage(
-            f"the message is not valid {codec} (byte {exc.start}); declare MSH-18",
-            expression="MSH.18",
-        ) from None
-
-
-def _unescape(text: str, enc: Encoding, codec: str) -> str:
-    """Decode \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ \\Xhh\\; drop \\H\\ \\N\\ (highlighting)."""
-    esc = enc.escape
-    out: list[str] = []
-    pos = 0
-    while True:
-        start = text.find(esc, pos)
-        if start < 0:
-            out.append(text[pos:])
-            return "".join(out)
-        end = text.find(esc, start + 1)
-        if end < 0:
-            out.append(text[pos:])
-            return "".join(out)
-        out.append(text[pos:start])
-        code = text[start + 1 : end]
-        simple = {
-            "F": enc.field,
-            "S": enc.component,
-            "T": enc.subcomponent,
-            "R": enc.repetition,
-            "E": esc,
-            ".br": "\n",
-            "H": "",
-            "N": "",
-        }
-        if code in simple:
-            out.append(simple[code])
-        elif code.startswith("X") and len(code) > 1 and len(code) % 2 == 1:
-            try:
-                out.append(bytes.fromhex(code[1:]).decode(codec))
-            except (ValueError, UnicodeDecodeError):
-                out.append(text[start : end + 1])
-        elif code.startswith(".sp"):
-            out.append("\n")
-        else:
-            out.append(text[start : end + 1])  # unknown: kept as sent
-        pos = end + 1
-
-
-def _leaf(text: str, enc: Encoding, codec: str) -> str:
-    return _unescape(text, enc, codec) if enc.escape in text else text
-
-
-def _component(text: str, enc: Encoding, codec: str) -> Any:
-    if enc.subcomponent not in text:
-        return _leaf(text, enc, codec)
-    subs = {
-        str(i): _leaf(s, enc, codec)
-        for i, s in enumerate(text.split(enc.subcomponent), 1)
-        if s and s != NULL
-    }
-    return subs or None
-
-
-def _field(text: str, enc: Encoding, codec: str) -> list[dict[str, Any]]:
-    comp_sep, sub_sep, esc = enc.component, enc.subcomponent, enc.escape
-    reps: list[dict[str, Any]] = []
-    for rep in text.split(enc.repetition):
-        if comp_sep in rep or sub_sep in rep:
-            comps = {}
-            for i, c in enumerate(rep.split(comp_sep), 1):
-                if not c or c == NULL:
-                    continue
-                if sub_sep in c:
-                    value = _component(c, enc, codec)
-                elif esc in c:
-                    value = _unescape(c, enc, codec)
-                else:
-                    value = c
-                if value:
-                    comps[_NUMBER[i] if i < _NUMBERS else str(i)] = value
-        else:
-            comps = {"1": _leaf(rep, enc, codec)} if rep and rep != NULL else {}
-        reps.append(comps)
-    return reps if any(reps) else []
-
-
-#: Field and component numbers as the keys the tree uses ("1", "2", ...).
-_NUMBERS = 100
-_NUMBER = tuple(str(i) for i in range(_NUMBERS))
-_LINES = re.compile(r"\r\n|\r|\n")
-_LINE = re.compile(r"[^\r\n]+")
 _FRAMING = "\r\n\x0b\x1c \t\ufeff"
 _START = re.compile(rb"[\r\n\x0b\x1c \t]*(?:\xef\xbb\xbf)?(MSH|FHS|BHS)")
-BATCH_SEGMENTS = ("FHS", "BHS", "BTS", "FTS")
 
 
 def envelope(raw: bytes) -> str:
@@ -263,55 +49,12 @@ def _not_a_message(text: str) -> NotAnHl7Message:
     )
 
 
-def _lines(text: str, limits: Limits, header: V2Message) -> list[str]:
-    """The message's non-blank lines; over the segment limit, OverLimit (nothing split)."""
-    # Counted before splitting (a count allocates nothing); usually CR alone ends segments.
-    if "\n" not in text:
-        if text.count("\r") < limits.segments:
-            return [s for s in text.split("\r") if s.strip()]
-    elif text.count("\r") + text.count("\n") < limits.segments:
-        return [s for s in _LINES.split(text) if s.strip()]
-    lines: list[str] = []
-    over: Iterator[re.Match[str]] = (m for m in _LINE.finditer(text) if m.group().strip())
-    for match in over:
-        if len(lines) == limits.segments:
-            total = len(lines) + 1 + sum(1 for _ in over)
-            name = match.group()[:3]
-            where = name if SEGMENT_NAME.match(name) else f"segment[{limits.segments + 1}]"
-            raise OverLimit(
-                f"the message has {total} segments; at most {limits.segments} are accepted "
-                f"(segment {limits.segments + 1} is {name!r})",
-                expression=where,
-                header=header,
-            )
-        lines.append(match.group())
-    return lines
-
-
-def _check_field(name: str, number: int, value: str, limits: Limits, header: V2Message) -> None:
-    """OverLimit when a field has too many repetitions or too many characters."""
-    reps = value.count(header.encoding.repetition) + 1
-    if reps > limits.repetitions:
-        raise OverLimit(
-            f"{name}-{number} has {reps} repetitions; at most {limits.repetitions} are accepted",
-            expression=f"{name}-{number}",
-            header=header,
-        )
-    if len(value) > limits.field_length:
-        raise OverLimit(
-            f"{name}-{number} is {len(value)} characters long; at most "
-            f"{limits.field_length} are accepted",
-            expression=f"{name}-{number}",
-            header=header,
-        )
-
-
 def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> V2Message:
     """Parse one ER7 message; InvalidMessage names the segment when the text is not HL7 v2."""
     start = _START.match(raw)
     if start is None or start.group(1) != b"MSH":
         raise _not_a_message(raw[:64].decode("utf-8", "replace").strip(_FRAMING))
-    codec = _charset(raw[start.start(1) :] if start.start(1) else raw)
+    codec = declared_codec(raw[start.start(1) :] if start.start(1) else raw)
     text = decode_text(raw, codec).strip(_FRAMING)
     sep = text[3] if len(text) > 3 else ""
     enc_chars = text[4 : text.index(sep, 4)] if sep and sep in text[4:] else ""
@@ -326,9 +69,9 @@ def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> V2Message:
     segments: list[tuple[str, dict[str, Any]]] = []
     # Filled as segments are read: an error after the MSH carries it (for the ACK's MSA-2).
     message = V2Message(tree, enc, segments)
-    number_keys = _NUMBER
+    number_keys = NUMBER_KEYS
     max_reps, max_length = limits.repetitions, limits.field_length
-    for seq, line in enumerate(_lines(text, limits, message)):
+    for seq, line in enumerate(segment_lines(text, limits, message)):
         name = line[:3]
         if not SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != sep):
             raise V2ParseError(
@@ -350,24 +93,24 @@ def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> V2Message:
             rest = line
         if len(line) > max_length:
             for number, value in enumerate(parts, first):
-                _check_field(name, number, value, limits, message)
+                check_field(name, number, value, limits, message)
         # Most segments hold no repetition, escape, sub-component or null: one test for all.
         special = rep_sep in rest or esc in rest or sub_sep in rest or NULL in rest
         for number, value in enumerate(parts, first):
             if not value:
                 continue
-            key = number_keys[number] if number < _NUMBERS else str(number)
+            key = number_keys[number] if number < NUMBERS else str(number)
             if special and (rep_sep in value or esc in value or sub_sep in value or NULL in value):
                 if rep_sep in value and value.count(rep_sep) >= max_reps:
-                    _check_field(name, number, value, limits, message)
-                reps = _field(value, enc, codec)
+                    check_field(name, number, value, limits, message)
+                reps = split_field(value, enc, codec)
                 if reps:
                     segment[key] = reps
             elif comp_sep in value:
                 # One repetition of plain components (what _field makes of it, done here).
                 components = value.split(comp_sep)
-                if len(components) >= _NUMBERS:
-                    reps = _field(value, enc, codec)
+                if len(components) >= NUMBERS:
+                    reps = split_field(value, enc, codec)
                     if reps:
                         segment[key] = reps
                     continue

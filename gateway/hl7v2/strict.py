@@ -14,7 +14,7 @@ from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
 from gateway.errors import InvalidMessage
-from gateway.hl7v2.er7 import V2Message
+from gateway.hl7v2.message import V2Message
 
 _FIELD = re.compile(r"\b([A-Z][A-Z0-9]{2})_(\d+)\b")
 _SEGMENT = re.compile(r"\b([A-Z][A-Z0-9]{2})\b")

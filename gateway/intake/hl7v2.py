@@ -14,15 +14,9 @@ from typing import Any
 from gateway.errors import GatewayError, InvalidMessage, NotSupported
 from gateway.hl7v2 import batch
 from gateway.hl7v2.ack import build_ack
-from gateway.hl7v2.er7 import (
-    DEFAULT_LIMITS,
-    Limits,
-    V2Message,
-    envelope,
-    parse,
-    read_header,
-    require_type,
-)
+from gateway.hl7v2.er7 import envelope, parse, read_header, require_type
+from gateway.hl7v2.limits import DEFAULT_LIMITS, Limits
+from gateway.hl7v2.message import V2Message
 from gateway.hl7v2.strict import validate_structure
 from gateway.intake.pipeline import InboundMessage, Pipeline, Steps
 from gateway.mapping.engine import Mapping

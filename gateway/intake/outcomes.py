@@ -3,43 +3,25 @@
 The adapter behind POST /referrals/<id>/outcomes: the channel passes the store, the
 destinations, the platform, the referral id and the body to ``take_outcome``.
 
-Nothing is sent inside the request: the write-back is an outbox item committed in the same
-transaction as the outcome, and a worker delivers it after commit.
+Nothing is sent inside the request: the store (gateway/store/outcomes.py) commits the outcome
+and its write-back's outbox item in one transaction, and a worker delivers it after commit.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from marshmallow import ValidationError
-from sqlalchemy import Connection, Table, insert, select, update
 
-from gateway.errors import Conflict, Forbidden, InvalidContent, InvalidMessage, NotFound
+from gateway.errors import InvalidContent, InvalidMessage
 from gateway.outbound.destinations import Destinations
-from gateway.outbound.queue import enqueue, now_utc
 from gateway.record.outcome import OutcomeRecord
-from gateway.record.states import check_transition
 from gateway.store.database import Database
-from gateway.store.models import Outcome, RecordVersion, Referral
+from gateway.store.outcomes import Taken, record_outcome
 
-_OUTCOMES = cast(Table, Outcome.__table__)
-_REFERRALS = cast(Table, Referral.__table__)
-_VERSIONS = cast(Table, RecordVersion.__table__)
 _SCHEMA = OutcomeRecord()
-
-
-@dataclass(frozen=True)
-class Taken:
-    """What an outcome post did."""
-
-    created: bool
-    referral_id: str
-    outcome_id: str
-    workflow_status: str
-    deliveries: list[str]
 
 
 def parse_outcome(body: bytes) -> dict[str, Any]:
@@ -86,96 +68,11 @@ def take_outcome(
     """Store one outcome and queue its write-back; a resend changes nothing."""
     outcome = parse_outcome(body)
     digest = hashlib.sha256(orjson.dumps(outcome, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    with db.writing() as conn:
-        referral = conn.execute(
-            select(
-                _REFERRALS.c.source,
-                _REFERRALS.c.referral_identifier,
-                _REFERRALS.c.current_version,
-                _REFERRALS.c.workflow_status,
-            ).where(_REFERRALS.c.id == referral_id)
-        ).first()
-        if referral is None:
-            raise NotFound(f"no referral {referral_id}", expression="id")
-        earlier = conn.execute(
-            select(_OUTCOMES.c.body_sha256, _OUTCOMES.c.status).where(
-                _OUTCOMES.c.referral_id == referral_id,
-                _OUTCOMES.c.outcome_id == outcome["outcome_id"],
-            )
-        ).first()
-        if earlier is not None:
-            if earlier.body_sha256 != digest:
-                raise Conflict(
-                    "outcome_id was already used for a different outcome", expression="outcome_id"
-                )
-            return Taken(False, referral_id, outcome["outcome_id"], referral.workflow_status, [])
-        owner = conn.execute(
-            select(_OUTCOMES.c.platform)
-            .where(_OUTCOMES.c.referral_id == referral_id)
-            .order_by(_OUTCOMES.c.id)
-            .limit(1)
-        ).scalar()
-        if owner is not None and owner != platform:
-            # The platform that first answered a referral owns it from then on.
-            raise Forbidden(f"referral {referral_id} is handled by another platform")
-        check_transition(referral.workflow_status, outcome["status"])
-        now = now_utc()
-        row_id = conn.execute(
-            insert(_OUTCOMES)
-            .values(
-                referral_id=referral_id,
-                outcome_id=outcome["outcome_id"],
-                platform=platform,
-                status=outcome["status"],
-                body=orjson.dumps(outcome).decode(),
-                body_sha256=digest,
-                received_at=now,
-            )
-            .returning(_OUTCOMES.c.id)
-        ).scalar_one()
-        values: dict[str, Any] = {"workflow_status": outcome["status"]}
-        if outcome["status"] == "cancelled":
-            values["cancellation_requested"] = False  # the platform confirmed it
-        conn.execute(update(_REFERRALS).where(_REFERRALS.c.id == referral_id).values(**values))
-        deliveries = _queue_writeback(conn, destinations, referral, referral_id, row_id, outcome)
-    return Taken(True, referral_id, outcome["outcome_id"], outcome["status"], deliveries)
-
-
-def _queue_writeback(
-    conn: Connection,
-    destinations: Destinations,
-    referral: Any,
-    referral_id: str,
-    row_id: int,
-    outcome: dict[str, Any],
-) -> list[str]:
-    """Queue the write-back to the referral's source, with everything the deliverer needs."""
-    kind = writeback_kind(destinations, referral.source)
-    if kind is None:
-        return []
-    record = conn.execute(
-        select(_VERSIONS.c.record).where(
-            _VERSIONS.c.referral_id == referral_id,
-            _VERSIONS.c.version == referral.current_version,
-        )
-    ).scalar_one()
-    destination = f"writeback:{referral.source}"
-    enqueue(
-        conn,
-        referral_id=referral_id,
-        destination=destination,
-        kind=kind,
-        key=f"outcome:{row_id}:{destination}",
-        payload={
-            "referral": {
-                "id": referral_id,
-                "source": referral.source,
-                "identifier": referral.referral_identifier,
-                "version": referral.current_version,
-                "record": orjson.loads(record),
-            },
-            "outcome": outcome,
-            "outcome_seq": row_id,
-        },
+    return record_outcome(
+        db,
+        platform,
+        referral_id,
+        outcome,
+        digest,
+        lambda source: writeback_kind(destinations, source),
     )
-    return [destination]

@@ -18,8 +18,9 @@ from typing import Any
 from gateway.errors import GatewayError, InvalidMessage, StoreUnavailable
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
+from gateway.store.identity import content_digest
 from gateway.store.messages import KEPT_PREFIX, InboundMessage, answer_given, store_rejected
-from gateway.store.referrals import Apply, OnStored, Stored, content_digest, store_referral
+from gateway.store.referrals import Apply, OnStored, Stored, store_referral
 from gateway.withdrawal import is_withdrawal, names_held_referral, withdrawal
 
 __all__ = ["KEPT_PREFIX", "InboundMessage", "InternalFault", "Outcome", "Pipeline", "Steps"]

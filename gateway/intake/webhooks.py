@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gateway.outbound.destinations import Destinations
-from gateway.outbound.queue import enqueue
+from gateway.store.outbox import enqueue
 from gateway.store.referrals import OnStored
 
 

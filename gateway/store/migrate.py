@@ -11,8 +11,11 @@ from alembic.config import Config
 from sqlalchemy import Connection
 
 from gateway.store.database import Database
+from gateway.store.models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+#: The tables the migrations build (what Alembic compares a database against).
+METADATA = Base.metadata
 
 
 def alembic_config(db: Database) -> Config:

@@ -8,6 +8,7 @@ import pytest
 from support import FHIR_JSON, FIXTURES, Gateway, fhir_valid, stored_messages
 
 from gateway.app import create_app
+from gateway.services import services
 from gateway.store.keys import revoke_keys
 
 REFERRAL = (FIXTURES / "uk-core" / "01-new-referral.json").read_bytes()
@@ -94,13 +95,13 @@ def test_source_key_cannot_read_records(gateway: Gateway) -> None:
 
 def test_revoked_key_is_401(gateway: Gateway) -> None:
     assert gateway.post(MESSAGE, REFERRAL, "uk-core").status_code == 200
-    db = gateway.app.extensions["gateway.db"]
+    db = services(gateway.app).db
     assert revoke_keys(db, "source", "uk-core") == 1
     assert revoke_keys(db, "source", "uk-core") == 0
     # The key ring caches answers for up to 30 s: a running app still knows the key...
     assert gateway.post(MESSAGE, REFERRAL, "uk-core").status_code == 200
     # ...until its cache entry goes, and a freshly started app never does.
-    gateway.app.extensions["gateway.keys"]._cache.clear()
+    services(gateway.app).keys._cache.clear()
     refused(gateway.post(MESSAGE, REFERRAL, "uk-core"), 401, "login")
     fresh = create_app({"DATABASE_URL": db.url}).test_client()
     response = fresh.post(
@@ -112,7 +113,7 @@ def test_revoked_key_is_401(gateway: Gateway) -> None:
         },
     )
     refused(response, 401, "login")
-    fresh.application.extensions["gateway.db"].dispose()
+    services(fresh.application).db.dispose()
     # Other sources' keys are untouched.
     emis = (FIXTURES / "emis-web" / "01-new-referral.json").read_bytes()
     assert gateway.post(MESSAGE, emis, "emis-web").status_code == 200

@@ -24,6 +24,7 @@ from support import (
 )
 
 from gateway import nhs_number
+from gateway.services import services
 from gateway.store.messages import KEPT_PREFIX
 from gateway.store.models import Referral
 
@@ -647,7 +648,7 @@ BARS_CODES = {
 
 def referral_count(gw: Gateway) -> int:
     """How many referrals the store holds."""
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(Referral)) or 0)
 
 
@@ -719,7 +720,7 @@ def test_body_over_configured_limit(sqlite_url: str, limit: int, size: int | Non
     assert_refused(response, 413, "too-costly", None)
     assert response.headers["Connection"] == "close"
     assert_kept_truncated(gw, body)
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 def test_body_exactly_at_limit_is_accepted(sqlite_url: str) -> None:
@@ -727,7 +728,7 @@ def test_body_exactly_at_limit_is_accepted(sqlite_url: str) -> None:
     gw = build_gateway(sqlite_url, MAX_BODY_BYTES=len(body))
     assert gw.post(SERVICE_REQUEST, body, "vision").status_code == 201
     assert gw.post(SERVICE_REQUEST, body + b" ", "vision").status_code == 413
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 def test_default_limit_refuses_5_mib_plus_one(gateway: Gateway) -> None:
@@ -753,7 +754,7 @@ def test_streamed_body_over_limit_keeps_first_64_kib(sqlite_url: str) -> None:
     )
     assert_refused(response, 413, "too-costly", None)
     assert_kept_truncated(gw, body)
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 @pytest.mark.parametrize("where", ["identifier", "header-id"])

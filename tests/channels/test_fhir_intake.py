@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from support import FIXTURES, Gateway, build_gateway
 
 from gateway.golden import Fixture, content_type_for, fixtures
+from gateway.services import services
 from gateway.store.models import Message, RecordVersion, Referral
 from gateway.withdrawal import is_withdrawal
 
@@ -48,7 +49,7 @@ def post(gw: Gateway, fixture: Fixture) -> Any:
 
 def counts(gw: Gateway) -> tuple[int, int, int]:
     """(referrals, record versions, messages) in the store."""
-    db = gw.app.extensions["gateway.db"]
+    db = services(gw.app).db
     with db.transaction() as session:
         return tuple(  # type: ignore[return-value]
             session.scalar(select(func.count()).select_from(t))
@@ -133,7 +134,7 @@ def test_simultaneous_identical_requests_make_one_record(db_url: str) -> None:
     assert statuses == [200] * 8
     referrals, versions, messages = counts(gw)
     assert (referrals, versions, messages) == (1, 1, 1)
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 def test_feed_pages_in_order_without_gaps(any_gateway: Gateway) -> None:
@@ -148,7 +149,7 @@ def test_feed_pages_in_order_without_gaps(any_gateway: Gateway) -> None:
         if not page["more"]:
             break
     assert seen == sorted(seen)
-    db = any_gateway.app.extensions["gateway.db"]
+    db = services(any_gateway.app).db
     with db.transaction() as session:
         assert seen == list(session.scalars(select(RecordVersion.seq).order_by(RecordVersion.seq)))
 
@@ -156,7 +157,7 @@ def test_feed_pages_in_order_without_gaps(any_gateway: Gateway) -> None:
 def test_stored_message_keeps_raw_bytes(gateway: Gateway) -> None:
     path = FIXTURES / "vision" / "06-non-ascii-names.json"
     post(gateway, Fixture("vision", path))
-    db = gateway.app.extensions["gateway.db"]
+    db = services(gateway.app).db
     with db.transaction() as session:
         row = session.scalars(select(Message)).one()
         assert row.body == path.read_bytes()

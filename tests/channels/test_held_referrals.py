@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from support import FIXTURES, HL7_V2, Gateway, build_gateway, stored_messages
 
 from gateway import nhs_number
 from gateway.outbound.destinations import Destinations, Writeback
+from gateway.services import init_app, services
 from gateway.store.models import OutboxItem, RecordVersion
 
 UK = FIXTURES / "uk-core" / "01-new-referral.json"
@@ -24,11 +26,11 @@ OTHER_PERSON = nhs_number.synthetic(310)
 @pytest.fixture
 def gw(sqlite_url: str) -> Iterator[Gateway]:
     gateway = build_gateway(sqlite_url)
-    gateway.app.extensions["gateway.destinations"] = Destinations(
-        writeback={"uk-core": Writeback("uk-core", fhir="http://127.0.0.1:9/fhir")}
-    )
+    writeback = {"uk-core": Writeback("uk-core", fhir="http://127.0.0.1:9/fhir")}
+    attached = replace(services(gateway.app), destinations=Destinations(writeback=writeback))
+    init_app(gateway.app, attached)
     yield gateway
-    gateway.app.extensions["gateway.db"].dispose()
+    services(gateway.app).db.dispose()
 
 
 def _doc() -> dict[str, Any]:
@@ -48,12 +50,12 @@ def _new_message_id(doc: dict[str, Any], suffix: str) -> None:
 
 
 def _versions(gw: Gateway) -> int:
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(RecordVersion)) or 0)
 
 
 def _outbox(gw: Gateway) -> list[OutboxItem]:
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
 
 

@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.config import ROOT
 from gateway.mapping.engine import load_mappings
 from gateway.record.schema import record_json_schema
+from gateway.services import services
 
 GOLDEN_RECORDS = sorted(FIXTURES.glob("*/*.record.json"))
 REFERRAL = (FIXTURES / "uk-core" / "01-new-referral.json").read_bytes()
@@ -35,7 +36,7 @@ def test_healthz_is_open_and_ok(gateway: Gateway) -> None:
 def test_healthz_is_503_when_the_sqlite_store_is_gone(tmp_path: Path) -> None:
     folder = tmp_path / "store"
     gw = build_gateway(f"sqlite:///{folder / 'gateway.db'}")
-    db = gw.app.extensions["gateway.db"]
+    db = services(gw.app).db
     assert gw.client.get("/healthz").status_code == 200
     # The volume goes away under a running gateway: SQLite cannot reopen the file.
     db.dispose()
@@ -44,7 +45,7 @@ def test_healthz_is_503_when_the_sqlite_store_is_gone(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.json["status"] == "store unavailable"
     # A referral then gets a transient (retry) outcome, never a 500.
-    gw.app.extensions["gateway.keys"]._cache.clear()
+    services(gw.app).keys._cache.clear()
     posted = gw.post("/fhir/$process-message", REFERRAL, "uk-core")
     assert posted.status_code == 503
     fhir_valid(posted.json)
@@ -63,7 +64,7 @@ def test_healthz_is_503_when_postgresql_is_unreachable() -> None:
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["status"] == "store unavailable"
-    app.extensions["gateway.db"].dispose()
+    services(app).db.dispose()
 
 
 def test_record_schema_is_open_and_a_usable_json_schema(gateway: Gateway) -> None:

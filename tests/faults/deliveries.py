@@ -19,6 +19,8 @@ from faults.ledger import fhir_referral
 from faults.procs import Store
 from support import build_gateway
 
+from gateway.services import services
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -45,7 +47,7 @@ def queue_webhooks(
                 assert answer.status_code == 200, answer.data[:500]
                 assert f"stored as version {version}".encode() in answer.data, answer.data[:500]
     finally:
-        gw.app.extensions["gateway.db"].dispose()
+        services(gw.app).db.dispose()
 
 
 def receipts(log: Path) -> list[Receipt]:

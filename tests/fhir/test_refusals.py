@@ -12,8 +12,10 @@ from gateway.errors import (
     GatewayError,
     InvalidContent,
     InvalidMessage,
+    NotAnHl7Message,
     NotFound,
     NotSupported,
+    OverLimit,
     PayloadTooLarge,
     RequiredMissing,
     StoreUnavailable,
@@ -23,7 +25,6 @@ from gateway.errors import (
 )
 from gateway.fhir.outcome import from_error, from_http_status
 from gateway.hl7v2.ack import ack_code as v2_ack_code
-from gateway.hl7v2.er7 import NotAnHl7Message, OverLimit
 from gateway.intake.pipeline import InternalFault
 from gateway.refusals import HTTP_ERROR_CODES, decide, for_status
 

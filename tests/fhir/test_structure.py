@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from gateway.errors import BrokenInvariant, InvalidMessage
-from gateway.fhir.structure import (
+from gateway.fhir.elements import (
     ELEMENTS_FILE,
-    check_resource,
     element_type,
     is_list,
     is_primitive_type,
     is_resource_type,
     preload,
 )
+from gateway.fhir.structure import check_resource
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -393,10 +393,11 @@ def test_a_datatype_name_is_not_a_nested_resource_type() -> None:
 def test_fast_check_and_full_walk_agree_on_damaged_bundles() -> None:
     from random import Random
 
-    from gateway.fhir.structure import _fits, _table, _walk
+    from gateway.fhir.elements import element_table
+    from gateway.fhir.structure import _fits, _walk
 
     rng = Random(7)
-    table = _table()
+    table = element_table()
     values: list[Any] = [None, "", 1, 1.5, True, [], {}, [None], [{}], {"a": 1}, ["x"]]
     for _ in range(400):
         bundle = referral_bundle()

@@ -21,7 +21,8 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.hl7v2.ack import APPLICATION, FACILITY, ack_code, build_ack, error_location
-from gateway.hl7v2.er7 import V2Message, parse
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.message import V2Message
 from gateway.intake.pipeline import InternalFault
 
 

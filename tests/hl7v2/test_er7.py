@@ -18,16 +18,10 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from support import FIXTURES
 
-from gateway.errors import GatewayError, InvalidMessage, NotSupported
-from gateway.hl7v2.er7 import (
-    ORDER_KEY,
-    Encoding,
-    NotAnHl7Message,
-    V2Message,
-    decode_text,
-    parse,
-    require_type,
-)
+from gateway.errors import GatewayError, InvalidMessage, NotAnHl7Message, NotSupported
+from gateway.hl7v2.er7 import parse, require_type
+from gateway.hl7v2.message import ORDER_KEY, Encoding, V2Message
+from gateway.hl7v2.values import decode_text
 
 MSH = "MSH|^~\\&|GPSYS|B99002|SPGW|C99003|20261102101500||REF^I12^REF_I12|GP0001|P|2.5.1"
 

@@ -1,4 +1,4 @@
-"""er7.parse against a reference: every field read by ``_field``, as before the fast path."""
+"""er7.parse against a reference: every field read by ``split_field``, as before the fast path."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ from typing import Any
 
 import pytest
 
-from gateway.hl7v2 import er7
+from gateway.hl7v2 import er7, limits, values
+from gateway.hl7v2.message import AFTER_KEY, ORDER_KEY, Encoding
 
 _HEADER = "MSH|^~\\&|APP|FAC|GW|GWF|20260101120000||REF^I12^REF_I12|C1|P|2.5.1"
 _PIECES = ["a", "B9", " x ", "^", "^^", "~", "&", "\\F\\", "\\.br\\", "\\X41\\", "\\Q\\", ""]
 
 
 def _reference_tree(raw: bytes) -> dict[str, Any]:
-    """The segment tree with each field parsed by ``er7._field`` (no inlined cases)."""
+    """The segment tree with each field parsed by ``values.split_field`` (no inlined cases)."""
     text = raw.decode("utf-8").strip("\r\n\x0b\x1c ")
-    enc = er7.Encoding()
+    enc = Encoding()
     tree: dict[str, Any] = {}
     previous: list[str] = []
-    lines = [s for s in er7._LINES.split(text) if s.strip()]
+    lines = [s for s in limits._LINES.split(text) if s.strip()]
     for seq, line in enumerate(lines):
         name = line[:3]
         parts = line.split("|")
-        segment: dict[str, Any] = {er7.ORDER_KEY: seq}
+        segment: dict[str, Any] = {ORDER_KEY: seq}
         first = 1
         if name == "MSH":
             segment["1"] = [{"1": "|"}]
@@ -33,13 +34,13 @@ def _reference_tree(raw: bytes) -> dict[str, Any]:
             parts = parts[1:]
         for number, value in enumerate(parts, first):
             if value and any(sep in value for sep in "^~\\&"):
-                reps = er7._field(value, enc, "utf-8")
+                reps = values.split_field(value, enc, "utf-8")
                 if reps:
                     segment[str(number)] = reps
             elif value:
                 segment[str(number)] = [{"1": value}]
         if name == "NTE":
-            segment[er7.AFTER_KEY] = next((n for n in reversed(previous) if n != "NTE"), "MSH")
+            segment[AFTER_KEY] = next((n for n in reversed(previous) if n != "NTE"), "MSH")
         previous.append(name)
         tree.setdefault(name, []).append(segment)
     return tree

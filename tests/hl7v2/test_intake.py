@@ -14,7 +14,9 @@ from support import FIXTURES, HL7_V2, Gateway, build_gateway, stored_messages
 
 from gateway.config import ROOT
 from gateway.golden import Fixture, fixtures
-from gateway.hl7v2.er7 import V2Message, envelope, parse
+from gateway.hl7v2.er7 import envelope, parse
+from gateway.hl7v2.message import V2Message
+from gateway.services import services
 from gateway.store.models import Message, RecordVersion, Referral
 from gateway.withdrawal import is_withdrawal
 
@@ -51,7 +53,7 @@ def err_text(ack: V2Message) -> str:
 
 def counts(gw: Gateway) -> tuple[int, int, int]:
     """(referrals, record versions, messages) in the store."""
-    with gw.app.extensions["gateway.db"].transaction() as session:
+    with services(gw.app).db.transaction() as session:
         return tuple(  # type: ignore[return-value]
             session.scalar(select(func.count()).select_from(t))
             for t in (Referral, RecordVersion, Message)
@@ -279,7 +281,7 @@ def test_simultaneous_identical_messages_make_one_record(db_url: str) -> None:
     assert {a.value("MSA", 2) for a in acks} == {"GP0001"}
     assert len({data for _, data in answers}) == 1  # the one original ACK, byte for byte
     assert counts(gw) == (1, 1, 1)
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -343,7 +345,7 @@ def test_a_body_over_the_limit_is_413_with_an_ack(tmp_path: Path) -> None:
     assert "600" in err_text(ack)
     [row] = stored_messages(gw)
     assert (row.status, row.http_status, row.body_truncated) == ("rejected", 413, True)
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 def test_415_is_a_reject_and_413_an_error_echoing_msh_10(tmp_path: Path) -> None:
@@ -358,7 +360,7 @@ def test_415_is_a_reject_and_413_an_error_echoing_msh_10(tmp_path: Path) -> None
 def test_a_store_outage_is_an_application_reject_not_a_crash(tmp_path: Path) -> None:
     folder = tmp_path / "store"
     gw = build_gateway(f"sqlite:///{folder / 'gateway.db'}")
-    db = gw.app.extensions["gateway.db"]
+    db = services(gw.app).db
     assert msa(post(gw, "gp-v2", (GP / "01-new-referral.hl7").read_bytes())) == "AA"
     # The volume goes away under a running gateway (the key is still in the key cache).
     db.dispose()
@@ -404,10 +406,10 @@ def strict_gateway(tmp_path: Path) -> Any:
     assert "\nformat: hl7v2\n" in text
     mapping.write_text(text.replace("\nformat: hl7v2\n", "\nformat: hl7v2\nstrict: true\n"))
     gw = build_gateway(f"sqlite:///{tmp_path / 'gateway.db'}", MAPPINGS_DIR=str(folder))
-    assert gw.app.extensions["gateway.mappings"]["gp-v2"].compiled.strict
-    assert not gw.app.extensions["gateway.mappings"]["hospital-a"].compiled.strict
+    assert services(gw.app).mappings["gp-v2"].compiled.strict
+    assert not services(gw.app).mappings["hospital-a"].compiled.strict
     yield gw
-    gw.app.extensions["gateway.db"].dispose()
+    services(gw.app).db.dispose()
 
 
 def test_strict_mode_accepts_a_valid_referral(strict_gateway: Gateway) -> None:

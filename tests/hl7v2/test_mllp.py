@@ -16,7 +16,8 @@ from hl7.client import MLLPClient
 from gateway.errors import GatewayError, StoreUnavailable
 from gateway.hl7v2.ack import build_ack
 from gateway.hl7v2.er7 import parse
-from gateway.hl7v2.mllp import FrameTooLarge, MllpServer, minimal_ack, msa_code
+from gateway.hl7v2.framing import minimal_ack, msa_code
+from gateway.hl7v2.mllp import FrameTooLarge, MllpServer
 
 SB, TRAILER = b"\x0b", b"\x1c\x0d"
 WAIT = 5.0  # upper bound on any single wait in these tests

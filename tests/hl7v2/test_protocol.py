@@ -12,7 +12,9 @@ from support import FIXTURES
 from v2wire import Wire, err, msa
 
 from gateway.config import load_config
-from gateway.hl7v2.er7 import Limits, NotAnHl7Message, OverLimit, parse
+from gateway.errors import NotAnHl7Message, OverLimit
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.limits import Limits
 from gateway.nhs_number import synthetic
 
 GP = FIXTURES / "gp-v2"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from support import FIXTURES, Gateway, build_gateway
 
 from gateway.outbound import queue
 from gateway.outbound.destinations import Destinations, Writeback
+from gateway.services import init_app, services
 from gateway.store.keys import create_key
 from gateway.store.models import OutboxItem
 
@@ -27,11 +29,11 @@ def outcome(outcome_id: str, status: str, **extra: Any) -> bytes:
 @pytest.fixture
 def gw(sqlite_url: str) -> Any:
     gateway = build_gateway(sqlite_url)
-    gateway.app.extensions["gateway.destinations"] = Destinations(
-        writeback={"uk-core": Writeback("uk-core", fhir="http://127.0.0.1:9/fhir")}
-    )
+    writeback = {"uk-core": Writeback("uk-core", fhir="http://127.0.0.1:9/fhir")}
+    attached = replace(services(gateway.app), destinations=Destinations(writeback=writeback))
+    init_app(gateway.app, attached)
     yield gateway
-    gateway.app.extensions["gateway.db"].dispose()
+    services(gateway.app).db.dispose()
 
 
 def referral_id(gw: Gateway) -> str:
@@ -58,7 +60,7 @@ def test_accepted_then_in_progress_then_completed_each_queue_a_writeback(gw: Gat
         assert response.json["deliveries"] == ["writeback:uk-core"]
     record = gw.get(f"/records/{rid}").json
     assert record["workflow_status"] == "completed"
-    db = gw.app.extensions["gateway.db"]
+    db = services(gw.app).db
     with db.reading() as session:
         items = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
     assert [json.loads(i.payload)["outcome"]["status"] for i in items] == [
@@ -82,7 +84,7 @@ def test_a_resent_outcome_changes_nothing_and_a_reused_id_is_409(gw: Gateway) ->
     assert post(gw, rid, outcome("o1", "accepted")).status_code == 201
     again = post(gw, rid, outcome("o1", "accepted"))
     assert again.status_code == 200
-    assert queue.counts(gw.app.extensions["gateway.db"]) == {"pending": 1}
+    assert queue.counts(services(gw.app).db) == {"pending": 1}
     assert post(gw, rid, outcome("o1", "rejected", status_reason="x")).status_code == 409
 
 
@@ -164,7 +166,7 @@ def test_referrer_cancellation_is_a_request_the_platform_confirms(gw: Gateway) -
 def test_dead_letters_are_listed_and_replayed_by_an_admin(gw: Gateway) -> None:
     rid = referral_id(gw)
     post(gw, rid, outcome("o1", "accepted"))
-    db = gw.app.extensions["gateway.db"]
+    db = services(gw.app).db
     item = queue.claim(db)
     assert item is not None
     queue.dead_letter(db, item.id, "400 HAPI-0450", "{}")
@@ -182,7 +184,7 @@ def test_dead_letters_are_listed_and_replayed_by_an_admin(gw: Gateway) -> None:
 def test_the_platform_that_answered_first_owns_the_referral(gw: Gateway) -> None:
     rid = referral_id(gw)
     assert post(gw, rid, outcome("o1", "accepted")).status_code == 201
-    other = create_key(gw.app.extensions["gateway.db"], "platform", "another-platform")
+    other = create_key(services(gw.app).db, "platform", "another-platform")
     response = gw.client.post(
         f"/referrals/{rid}/outcomes",
         data=outcome("o2", "in-progress"),

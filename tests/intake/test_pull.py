@@ -27,9 +27,10 @@ from support import FIXTURES, Gateway, stored_messages
 from gateway.cli import main
 from gateway.intake.pull import Poller, fhir_instant, parse_instant
 from gateway.outbound.destinations import Pull
+from gateway.services import services
 from gateway.store.database import Database
 from gateway.store.models import RecordVersion, Referral
-from gateway.store.referrals import get_record
+from gateway.store.records import get_record
 from gateway.store.watermarks import read_watermark, save_watermark
 
 BASE = "http://127.0.0.1:8099/baseR4"
@@ -163,12 +164,12 @@ def hapi() -> Iterator[FakeHapi]:
 
 def poller(gw: Gateway, **settings: Any) -> Poller:
     """A poller for the uk-core source on the gateway's intake."""
-    return Poller(gw.app.extensions["gateway.intake"], Pull(SOURCE, BASE, **settings))
+    return Poller(services(gw.app).intake, Pull(SOURCE, BASE, **settings))
 
 
 def db_of(gw: Gateway) -> Database:
     """The gateway's store."""
-    db: Database = gw.app.extensions["gateway.db"]
+    db: Database = services(gw.app).db
     return db
 
 

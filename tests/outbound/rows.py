@@ -6,9 +6,9 @@ import uuid
 
 from sqlalchemy import insert
 
-from gateway.outbound.queue import enqueue, now_utc
 from gateway.store.database import Database
 from gateway.store.models import Referral
+from gateway.store.outbox import enqueue, now_utc
 
 
 def referral_rows(db: Database, count: int) -> list[str]:

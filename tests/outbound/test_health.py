@@ -16,6 +16,7 @@ from gateway.outbound.destinations import Retry
 from gateway.outbound.queue import Claimed, now_utc
 from gateway.outbound.supervisor import Supervisor
 from gateway.outbound.worker import Worker
+from gateway.services import attach_outbox_worker, services
 from gateway.store.database import Database
 from gateway.store.keys import create_key
 from gateway.store.models import OutboxItem
@@ -28,14 +29,14 @@ FAST = Retry(max_attempts=3, base_delay=0.0, max_delay=0.0)
 def gw(sqlite_url: str) -> Iterator[Gateway]:
     gateway = build_gateway(sqlite_url, OUTBOX_STALL_SECONDS=STALL)
     yield gateway
-    supervisor = gateway.app.extensions.get("gateway.outbox_worker")
+    supervisor = services(gateway.app).outbox_worker
     if supervisor is not None:
         supervisor.stop(10)
-    gateway.app.extensions["gateway.db"].dispose()
+    services(gateway.app).db.dispose()
 
 
 def _db(gw: Gateway) -> Database:
-    db: Database = gw.app.extensions["gateway.db"]
+    db: Database = services(gw.app).db
     return db
 
 
@@ -57,7 +58,7 @@ def _supervised(gw: Gateway, delivered: list[int]) -> Supervisor:
         return "ok"
 
     supervisor = Supervisor(Worker(_db(gw), {"test": deliver}, FAST, idle_sleep=0.05))
-    gw.app.extensions["gateway.outbox_worker"] = supervisor
+    attach_outbox_worker(gw.app, supervisor)
     supervisor.start()
     return supervisor
 

@@ -17,7 +17,7 @@ from gateway.routing.router import explain, facts, route
 from gateway.routing.rules import load_routing
 
 ROOT = Path(__file__).resolve().parents[2]
-ROUTING = ROOT / "fixtures" / "routing"
+ROUTING = Path(__file__).resolve().parent / "files"
 EXPECTED: dict[str, str] = json.loads((ROUTING / "expected.json").read_text())
 
 

@@ -11,7 +11,7 @@ from gateway.errors import MappingError
 from gateway.routing.rules import load_routing
 from gateway.routing.tables import normal_postcode, postcode_district, read_practice_pcns
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "routing"
+FIXTURES = Path(__file__).resolve().parent / "files"
 
 
 def _write(tmp_path: Path, text: str) -> Path:

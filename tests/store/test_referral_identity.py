@@ -11,15 +11,11 @@ import pytest
 from gateway import nhs_number
 from gateway.errors import Conflict, NotFound
 from gateway.store.database import Database
+from gateway.store.identity import check_same_referral, content_digest, referral_key
 from gateway.store.messages import InboundMessage
 from gateway.store.migrate import upgrade
-from gateway.store.referrals import (
-    check_same_referral,
-    content_digest,
-    get_record,
-    referral_key,
-    store_referral,
-)
+from gateway.store.records import get_record
+from gateway.store.referrals import store_referral
 from gateway.withdrawal import withdrawal
 
 OTHER = nhs_number.synthetic(312)

@@ -40,13 +40,9 @@ import requests
 
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound.destinations import Destinations, Writeback
-from gateway.outbound.fhir.bundle import (
-    GATEWAY,
-    TASK_SYSTEM,
-    build_message,
-    build_transaction,
-    validate,
-)
+from gateway.outbound.fhir.bundle import build_message, build_transaction
+from gateway.outbound.fhir.names import GATEWAY, TASK_SYSTEM
+from gateway.outbound.fhir.validation import validate
 from gateway.outbound.queue import Claimed
 from gateway.outbound.retry import retry_after
 

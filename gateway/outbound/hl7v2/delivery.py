@@ -23,7 +23,8 @@ from gateway.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from gateway.hl7v2.er7 import V2Message, parse
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.message import V2Message
 from gateway.outbound.destinations import Destinations, Writeback
 from gateway.outbound.hl7v2.rri import build_rri
 from gateway.outbound.queue import Claimed

@@ -12,8 +12,10 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from support import FIXTURES
 
-from gateway.outbound.fhir import bundle as fhir_bundle
-from gateway.outbound.fhir.bundle import (
+from gateway.outbound.fhir import names as fhir_names
+from gateway.outbound.fhir import validation as fhir_validation
+from gateway.outbound.fhir.bundle import build_message, build_transaction
+from gateway.outbound.fhir.names import (
     DOCUMENT_SYSTEM,
     MEASURE_SYSTEM,
     NHS_NUMBER,
@@ -23,12 +25,10 @@ from gateway.outbound.fhir.bundle import (
     SNOMED,
     SOURCE_REFERRAL_SYSTEM,
     TASK_SYSTEM,
-    build_message,
-    build_transaction,
     full_url,
-    summary_text,
-    validate,
 )
+from gateway.outbound.fhir.observations import summary_text
+from gateway.outbound.fhir.validation import validate
 
 REFERRAL_ID = "3f6c1a52-8d0e-4b7a-9c2d-5e4f3a2b1c0d"
 RECORD = orjson.loads((FIXTURES / "emis-web" / "01-new-referral.record.json").read_bytes())
@@ -120,7 +120,7 @@ def test_full_urls_are_uuid5_of_the_business_identifier() -> None:
     for entry in bundle["entry"]:
         (identifier,) = entry["resource"]["identifier"]
         expected = uuid.uuid5(
-            fhir_bundle._NAMESPACE, f"{identifier['system']}|{identifier['value']}"
+            fhir_names._NAMESPACE, f"{identifier['system']}|{identifier['value']}"
         )
         assert entry["fullUrl"] == f"urn:uuid:{expected}"
     assert len({e["fullUrl"] for e in bundle["entry"]}) == len(bundle["entry"])
@@ -387,7 +387,7 @@ def test_validate_names_the_failing_element() -> None:
 
 def test_validate_reusing_elements_agrees_with_plain_validation() -> None:
     bundle = build_transaction(make_payload(status="completed"))
-    reused = Bundle.model_validate(fhir_bundle._reusing(bundle))
+    reused = Bundle.model_validate(fhir_validation._reusing(bundle))
     plain = Bundle.model_validate(bundle)
     assert reused.model_dump() == plain.model_dump()
     validate(bundle)

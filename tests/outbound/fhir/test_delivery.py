@@ -24,8 +24,8 @@ from support import FIXTURES
 
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound.destinations import Destinations, Writeback
-from gateway.outbound.fhir.bundle import OBSERVATION_SYSTEM, TASK_SYSTEM
 from gateway.outbound.fhir.delivery import KEEP_BYTES, FhirWriteback
+from gateway.outbound.fhir.names import OBSERVATION_SYSTEM, TASK_SYSTEM
 from gateway.outbound.queue import Claimed
 from gateway.outbound.retry import retry_after
 

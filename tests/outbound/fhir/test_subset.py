@@ -24,12 +24,8 @@ from pydantic import model_validator
 from support import FIXTURES, walk
 
 from gateway.fhir.r4b_subset import compile_subset
-from gateway.outbound.fhir.bundle import (
-    build_message,
-    build_transaction,
-    checker,
-    validate,
-)
+from gateway.outbound.fhir.bundle import build_message, build_transaction
+from gateway.outbound.fhir.validation import checker, validate
 from gateway.record.states import STATES
 
 #: FHIR_SUBSET_FUZZ=full: every element of every Bundle with every value (about 56,000 Bundles).

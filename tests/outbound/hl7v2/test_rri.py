@@ -12,7 +12,8 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from gateway.config import ROOT
-from gateway.hl7v2.er7 import V2Message, parse
+from gateway.hl7v2.er7 import parse
+from gateway.hl7v2.message import V2Message
 from gateway.outbound.hl7v2.rri import build_rri, dtm, escape
 
 RECORD: dict[str, Any] = orjson.loads(
