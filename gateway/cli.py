@@ -8,37 +8,15 @@ from typing import Any
 
 import click
 
-from gateway.audit_command import audit_command
+from gateway.commands import destinations_or_exit, mappings_or_exit
+from gateway.commands.audit import audit_command
+from gateway.commands.keys import db, keys
+from gateway.commands.outbox import outbox, worker
+from gateway.commands.route import route_command
 from gateway.config import ROOT, load_config
-from gateway.errors import MappingError
 from gateway.golden import compare, fixtures, render, translate_file
-from gateway.mapping.engine import Mapping, load_mappings
-from gateway.routing.command import route_command
-from gateway.store import keys as key_store
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
-
-
-def _mappings(directory: str | None) -> dict[str, Mapping]:
-    """Every source mapping, or exit naming the bad file and line."""
-    try:
-        return load_mappings(Path(directory or load_config()["MAPPINGS_DIR"]))
-    except MappingError as exc:
-        raise click.ClickException(f"mapping error: {exc}") from None
-
-
-def _destinations(config: dict[str, Any], mappings: dict[str, Mapping]) -> Any:
-    """The destinations file, checked, or exit naming the bad file and line."""
-    from gateway.outbound.destinations import load_destinations
-
-    try:
-        return load_destinations(config["DESTINATIONS"], set(mappings))
-    except MappingError as exc:
-        raise click.ClickException(f"destinations error: {exc}") from None
-
-
-def _db() -> Database:
-    return Database(load_config()["DATABASE_URL"])
 
 
 @click.group()
@@ -46,8 +24,8 @@ def main() -> None:
     """Social prescribing interoperability gateway."""
 
 
-main.add_command(route_command)
-main.add_command(audit_command)
+for command in (route_command, audit_command, worker, outbox, db, keys):
+    main.add_command(command)
 
 
 @main.command()
@@ -60,7 +38,9 @@ def serve(host: str | None, port: int | None, workers: int | None, no_migrate: b
     from gateway.server import run
 
     config = load_config()
-    _destinations(config, _mappings(config["MAPPINGS_DIR"]))  # fail fast, before workers start
+    destinations_or_exit(
+        config, mappings_or_exit(config["MAPPINGS_DIR"])
+    )  # fail fast, before workers start
     if not no_migrate:
         upgrade(Database(config["DATABASE_URL"]))
     run(
@@ -97,7 +77,7 @@ def mllp(listen: tuple[str, ...], host: str | None, no_migrate: bool) -> None:
         if not port.isdigit():
             raise click.UsageError(f"--listen takes SOURCE=PORT, not {item!r}")
         ports[source] = int(port)
-    mappings = _mappings(config["MAPPINGS_DIR"])
+    mappings = mappings_or_exit(config["MAPPINGS_DIR"])
     for source in ports:
         if source not in mappings or mappings[source].compiled.format != "hl7v2":
             raise click.ClickException(f"{source!r} is not an HL7 v2 source")
@@ -116,7 +96,7 @@ def translate(source: str, mappings_dir: str | None, explain: bool, file: Path) 
 
     With --explain: each record item's rule and source element, and what was unplaced.
     """
-    mappings = _mappings(mappings_dir)
+    mappings = mappings_or_exit(mappings_dir)
     if source not in mappings:
         raise click.ClickException(f"no mapping for source {source!r}: {sorted(mappings)}")
     if explain:
@@ -136,9 +116,9 @@ def translate(source: str, mappings_dir: str | None, explain: bool, file: Path) 
 @click.option("--mappings", "mappings_dir", default=None, help="Mappings folder.")
 @click.option("--fixtures", "fixtures_dir", default=str(ROOT / "fixtures"), help="Fixtures folder.")
 @click.option("--update", is_flag=True, help="Rewrite golden files from the current output.")
-def check_mappings(mappings_dir: str | None, fixtures_dir: str, update: bool) -> None:
+def checkmappings_or_exit(mappings_dir: str | None, fixtures_dir: str, update: bool) -> None:
     """Validate every mapping and run every fixture against its golden file."""
-    mappings = _mappings(mappings_dir)
+    mappings = mappings_or_exit(mappings_dir)
     click.echo(f"{len(mappings)} source mappings valid: {', '.join(sorted(mappings))}")
     passed = failed = 0
     for fixture in fixtures(Path(fixtures_dir)):
@@ -155,85 +135,6 @@ def check_mappings(mappings_dir: str | None, fixtures_dir: str, update: bool) ->
     click.echo(f"{passed} passed, {failed} failed")
     if failed:
         sys.exit(1)
-
-
-@main.command()
-@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
-def worker(no_migrate: bool) -> None:
-    """Deliver outbox items (write-backs, webhooks) until stopped."""
-    import logging
-    import signal
-
-    from gateway.outbound import build_deliverers
-    from gateway.outbound.supervisor import Supervisor
-    from gateway.outbound.worker import Worker
-
-    config = load_config()
-    logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
-    destinations = _destinations(config, _mappings(None))
-    database = Database(config["DATABASE_URL"])
-    if not no_migrate:
-        upgrade(database)
-    loop = Worker(
-        database,
-        build_deliverers(destinations),
-        destinations.retry,
-        lease_seconds=float(config["OUTBOX_LEASE_SECONDS"]),
-    )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: loop.stop())
-    Supervisor(loop).run()  # restarts the loop should it ever end before a signal
-
-
-@main.group()
-def outbox() -> None:
-    """The outbox: counts, dead letters, replay."""
-
-
-@outbox.command("status")
-def outbox_status() -> None:
-    """How many items are pending, delivering, delivered, dead."""
-    from gateway.outbound import queue
-
-    for status, count in sorted(queue.counts(_db()).items()):
-        click.echo(f"{status}: {count}")
-
-
-@outbox.command("dead")
-def outbox_dead() -> None:
-    """List dead-lettered items with the destination's answer."""
-    from gateway.outbound import queue
-
-    for item in queue.dead_letters(_db()):
-        click.echo(" ".join(f"{k}={v}" for k, v in item.items() if v is not None))
-
-
-@outbox.command("discard")
-@click.argument("item_id", type=int)
-def outbox_discard(item_id: int) -> None:
-    """Give up on a dead-lettered item, so later items for its referral can go."""
-    from gateway.errors import NotFound
-    from gateway.outbound import queue
-
-    try:
-        queue.discard(_db(), item_id)
-    except NotFound as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"outbox item {item_id} discarded")
-
-
-@outbox.command("replay")
-@click.argument("item_id", type=int)
-def outbox_replay(item_id: int) -> None:
-    """Send a dead-lettered item again."""
-    from gateway.errors import NotFound
-    from gateway.outbound import queue
-
-    try:
-        queue.replay(_db(), item_id)
-    except NotFound as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"outbox item {item_id} queued again")
 
 
 @main.command()
@@ -254,8 +155,8 @@ def pull(source: str, once: bool, no_migrate: bool) -> None:
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
-    mappings = _mappings(config["MAPPINGS_DIR"])
-    destinations = _destinations(config, mappings)
+    mappings = mappings_or_exit(config["MAPPINGS_DIR"])
+    destinations = destinations_or_exit(config, mappings)
     target = destinations.pull.get(source)
     if target is None:
         raise click.ClickException(
@@ -312,73 +213,6 @@ def sandbox_push(base: str | None, token_env: str | None, timeout: float, fixtur
     click.echo(f"{target}: {len(results)} entries")
     for result in results:
         click.echo(f"{result.status}  {result.location or '-'}")
-
-
-@main.group()
-def db() -> None:
-    """Database schema."""
-
-
-@db.command("upgrade")
-@click.option("--revision", default="head", help="Target revision.")
-def db_upgrade(revision: str) -> None:
-    """Apply migrations up to REVISION."""
-    upgrade(_db(), revision)
-    click.echo("database is up to date")
-
-
-@main.group()
-def keys() -> None:
-    """API keys for source systems and link-worker platforms."""
-
-
-@keys.command("create")
-@click.option("--source", default=None, help="A source system (a mappings/ folder).")
-@click.option("--platform", default=None, help="A link-worker platform name.")
-@click.option("--admin", default=None, help="An operator (dead letters, replay).")
-@click.option("--label", default=None, help="A note to recognise the key by.")
-def keys_create(
-    source: str | None, platform: str | None, admin: str | None, label: str | None
-) -> None:
-    """Create a key and print it once; only its hash is stored."""
-    if sum(bool(x) for x in (source, platform, admin)) != 1:
-        raise click.UsageError("give exactly one of --source, --platform or --admin")
-    if source and source not in _mappings(None):
-        raise click.ClickException(f"no mapping for source {source!r}")
-    kind, name = (
-        ("source", source) if source else ("platform", platform) if platform else ("admin", admin)
-    )
-    database = _db()
-    upgrade(database)
-    click.echo(key_store.create_key(database, kind, str(name), label))
-
-
-@keys.command("list")
-def keys_list() -> None:
-    """List keys (owners and dates, never the keys)."""
-    for row in key_store.list_keys(_db()):
-        click.echo(" ".join(f"{k}={v}" for k, v in row.items() if v is not None))
-
-
-@keys.command("revoke")
-@click.option("--id", "key_id", type=int, default=None, help="One key, by the id keys list shows.")
-@click.option("--source", default=None, help="Every key of this source.")
-@click.option("--platform", default=None, help="Every key of this platform.")
-@click.option("--admin", default=None, help="Every key of this operator.")
-def keys_revoke(
-    key_id: int | None, source: str | None, platform: str | None, admin: str | None
-) -> None:
-    """Revoke one key (--id, to rotate without a gap) or every key of one owner."""
-    owners = {"source": source, "platform": platform, "admin": admin}
-    named = [(kind, name) for kind, name in owners.items() if name is not None]
-    if (key_id is not None) + len(named) != 1:
-        raise click.UsageError("give exactly one of --id, --source, --platform or --admin")
-    if key_id is not None:
-        count = key_store.revoke_keys(_db(), key_id=key_id)
-    else:
-        kind, name = named[0]
-        count = key_store.revoke_keys(_db(), kind, name)
-    click.echo(f"revoked {count} key(s)")
 
 
 def run_cli(argv: list[str] | None = None) -> Any:

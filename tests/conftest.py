@@ -12,7 +12,7 @@ from refusal_walk import every_refusal_names_an_element  # noqa: F401 (an autous
 from support import Gateway, build_gateway, fresh_postgres, postgres_url
 
 import gateway.app as app_module
-import gateway.cli as cli_module
+import gateway.commands as commands_module
 from gateway.config import ROOT
 from gateway.mapping.engine import Mapping, load_mappings
 from gateway.services import services
@@ -33,7 +33,7 @@ def _repo_mappings_compiled_once() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(app_module, "load_mappings", load)
-        patch.setattr(cli_module, "load_mappings", load)
+        patch.setattr(commands_module, "load_mappings", load)
         yield
 
 

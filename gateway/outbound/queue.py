@@ -51,13 +51,12 @@ KEPT_ERROR = 2000
 
 def claim(db: Database, lease_seconds: float = LEASE_SECONDS) -> Claimed | None:
     """Take the next due item (or one whose lease ran out), or None when nothing is due."""
-    now = now_utc()
-    return outbox.claim(db, now, now + timedelta(seconds=lease_seconds))
+    return outbox.claim(db, timedelta(seconds=lease_seconds))
 
 
 def renew(db: Database, item: Claimed, lease_seconds: float = LEASE_SECONDS) -> bool:
     """Extend the lease of a claim in progress; False when the claim was taken over."""
-    return outbox.renew(db, item, now_utc() + timedelta(seconds=lease_seconds))
+    return outbox.renew(db, item, timedelta(seconds=lease_seconds))
 
 
 def retry_later(

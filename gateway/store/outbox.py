@@ -90,25 +90,31 @@ def _due_query(now: datetime) -> Any:
     return select(_OUTBOX).where(due, ~blocked).order_by(_ITEM.id)
 
 
-def claim(db: Database, now: datetime, lease_until: datetime) -> Claimed | None:
-    """Take the next item due at ``now`` (or one whose lease ran out), leased until
-    ``lease_until``; None when nothing is due."""
-    query = _due_query(now).limit(1)
+def claim(db: Database, lease: timedelta) -> Claimed | None:
+    """Take the next item due now (or one whose lease ran out), leased for ``lease`` from the
+    moment the write lock is ours; None when nothing is due.
+
+    The clock is read inside the write transaction: a claim that waited out a locked store
+    (longer than a lease) must not be born with a lease already past, which another worker
+    would take over at once and send the item a second time.
+    """
     # An idle worker polls often: look without the write lock first, so polling never
     # queues behind (or holds up) referral intake.
     with db.snapshot() as conn:
-        if conn.execute(query.with_only_columns(_ITEM.id)).first() is None:
+        if conn.execute(_due_query(now_utc()).limit(1).with_only_columns(_ITEM.id)).first() is None:
             return None
-    if db.is_postgres:
-        query = query.with_for_update(skip_locked=True, of=_OUTBOX)
     with db.writing() as conn:
+        now = now_utc()
+        query = _due_query(now).limit(1)
+        if db.is_postgres:
+            query = query.with_for_update(skip_locked=True, of=_OUTBOX)
         row = conn.execute(query).first()
         if row is None:
             return None
         conn.execute(
             update(_OUTBOX)
             .where(_ITEM.id == row.id)
-            .values(status="delivering", attempts=row.attempts + 1, lease_until=lease_until)
+            .values(status="delivering", attempts=row.attempts + 1, lease_until=now + lease)
         )
     payload = orjson.loads(row.payload)
     return Claimed(row.id, row.referral_id, row.destination, row.kind, payload, row.attempts + 1)
@@ -122,11 +128,14 @@ def _held(item_id: int, attempt: int | None) -> Any:
     return where
 
 
-def renew(db: Database, item: Claimed, lease_until: datetime) -> bool:
-    """Extend the lease of a claim in progress; False when the claim was taken over."""
+def renew(db: Database, item: Claimed, lease: timedelta) -> bool:
+    """Extend the lease of a claim in progress to ``lease`` from now (read once the write lock
+    is ours, as for a claim); False when the claim was taken over."""
     with db.writing() as conn:
         changed = conn.execute(
-            update(_OUTBOX).where(_held(item.id, item.attempts)).values(lease_until=lease_until)
+            update(_OUTBOX)
+            .where(_held(item.id, item.attempts))
+            .values(lease_until=now_utc() + lease)
         ).rowcount
     return bool(changed == 1)
 

@@ -53,3 +53,21 @@ def test_a_bad_date_is_named(trail: str) -> None:
 def test_since_in_the_future_finds_nothing(trail: str) -> None:
     result = CliRunner().invoke(main, ["audit", "--since", "2999-01-01"])
     assert result.output.strip() == "0 event(s)"
+
+
+def test_key_changes_and_replays_from_the_command_line_are_audited(trail: str) -> None:
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "--platform", "leeds", "--label", "night"])
+    assert created.exit_code == 0, created.output
+    revoked = runner.invoke(main, ["keys", "revoke", "--platform", "leeds"])
+    assert revoked.output.strip() == "revoked 1 key(s)"
+    assert runner.invoke(main, ["outbox", "replay", "999"]).exit_code == 1  # nothing to replay
+    events = audit.events(Database(trail))
+    mine = [(e["actor_kind"], e["action"], e["target_kind"], e["target_id"]) for e in events[2:]]
+    assert mine == [
+        ("cli", "key-create", "platform-key", "leeds"),
+        ("cli", "key-revoke", "platform-key", "leeds"),
+    ]
+    assert events[2]["detail"] == {"label": "night"}
+    assert events[3]["detail"] == {"count": 1}
+    assert created.output.strip() not in json.dumps(events)  # the key itself is never kept

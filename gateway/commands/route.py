@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from gateway.commands import mappings_or_exit
 from gateway.config import load_config
 from gateway.errors import MappingError
 from gateway.routing import router
@@ -26,13 +27,8 @@ def _record(file: Path, source: str | None, mappings_dir: str | None) -> dict[st
             raise click.ClickException(f"{file}: a record is a JSON object")
         return document
     from gateway.golden import render, translate_file
-    from gateway.mapping.engine import load_mappings
 
-    config = load_config()
-    try:
-        mappings = load_mappings(Path(mappings_dir or config["MAPPINGS_DIR"]))
-    except MappingError as exc:
-        raise click.ClickException(f"mapping error: {exc}") from None
+    mappings = mappings_or_exit(mappings_dir)
     if source not in mappings:
         raise click.ClickException(f"no mapping for source {source!r}: {sorted(mappings)}")
     kind, translated = translate_file(mappings, source, file)

@@ -1,0 +1,94 @@
+"""``gateway worker`` and ``gateway outbox``: deliver, count, list, discard and replay."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.commands import database, destinations_or_exit, mappings_or_exit, operator
+from gateway.config import load_config
+from gateway.store.audit import record_event
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
+
+
+@click.command("worker")
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
+def worker(no_migrate: bool) -> None:
+    """Deliver outbox items (write-backs, webhooks) until stopped."""
+    import logging
+    import signal
+
+    from gateway.outbound import build_deliverers
+    from gateway.outbound.supervisor import Supervisor
+    from gateway.outbound.worker import Worker
+
+    config = load_config()
+    logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
+    destinations = destinations_or_exit(config, mappings_or_exit(None))
+    store = Database(config["DATABASE_URL"])
+    if not no_migrate:
+        upgrade(store)
+    loop = Worker(
+        store,
+        build_deliverers(destinations),
+        destinations.retry,
+        lease_seconds=float(config["OUTBOX_LEASE_SECONDS"]),
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: loop.stop())
+    Supervisor(loop).run()  # restarts the loop should it ever end before a signal
+
+
+@click.group("outbox")
+def outbox() -> None:
+    """The outbox: counts, dead letters, replay."""
+
+
+@outbox.command("status")
+def outbox_status() -> None:
+    """How many items are pending, delivering, delivered, dead."""
+    from gateway.outbound import queue
+
+    for status, count in sorted(queue.counts(database()).items()):
+        click.echo(f"{status}: {count}")
+
+
+@outbox.command("dead")
+def outbox_dead() -> None:
+    """List dead-lettered items with the destination's answer."""
+    from gateway.outbound import queue
+
+    for item in queue.dead_letters(database()):
+        click.echo(" ".join(f"{k}={v}" for k, v in item.items() if v is not None))
+
+
+@outbox.command("discard")
+@click.argument("item_id", type=int)
+def outbox_discard(item_id: int) -> None:
+    """Give up on a dead-lettered item, so later items for its referral can go."""
+    from gateway.errors import NotFound
+    from gateway.outbound import queue
+
+    try:
+        store = database()
+        queue.discard(store, item_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    record_event(store, operator(), "discard", "outbox-item", str(item_id))
+    click.echo(f"outbox item {item_id} discarded")
+
+
+@outbox.command("replay")
+@click.argument("item_id", type=int)
+def outbox_replay(item_id: int) -> None:
+    """Send a dead-lettered item again."""
+    from gateway.errors import NotFound
+    from gateway.outbound import queue
+
+    try:
+        store = database()
+        queue.replay(store, item_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from None
+    record_event(store, operator(), "replay", "outbox-item", str(item_id))
+    click.echo(f"outbox item {item_id} queued again")
