@@ -9,7 +9,7 @@ def settle_heap() -> None:
     """Move start-up objects (mappings, modules) out of the collector's sight.
 
     Without this every full collection walks tens of thousands of long-lived objects
-    (about 40 ms here), which shows as latency spikes in the 99th percentile.
+    (tens of milliseconds), which shows as latency spikes in the 99th percentile.
     """
     gc.collect()
     gc.freeze()

@@ -26,10 +26,10 @@ from support import FIXTURES, Gateway, build_gateway
 from gateway.cli import main
 from gateway.intake.pull import Poller
 from gateway.outbound.destinations import Destinations
-from gateway.outbound.queue import now_utc
 from gateway.services import services
 from gateway.store.database import Database
 from gateway.store.models import Message, OutboxItem, RecordVersion, Referral
+from gateway.store.outbox import now_utc
 from gateway.store.records import get_record
 from gateway.store.watermarks import read_watermark
 

@@ -10,6 +10,7 @@ from gateway.channels.http import read_body, too_large
 from gateway.intake.outcomes import take_outcome
 from gateway.outbound import queue
 from gateway.services import current_services
+from gateway.store import outbox as outbox_store
 
 bp = Blueprint("outcomes", __name__)
 
@@ -44,7 +45,7 @@ def post_outcome(referral_id: str) -> Response:
 def list_dead() -> Response:
     """The dead-letter list (admin key)."""
     authenticate("admin")
-    return _json({"items": queue.dead_letters(current_services().db)})
+    return _json({"items": outbox_store.dead_letters(current_services().db)})
 
 
 @bp.post("/outbox/<int:item_id>/replay")

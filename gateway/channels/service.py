@@ -7,10 +7,10 @@ from flask import Blueprint, Response, current_app
 
 from gateway.auth import presented_key
 from gateway.errors import StoreUnavailable
-from gateway.outbound import queue
 from gateway.outbound.supervisor import delivery_stalled
 from gateway.record.schema import record_json_schema
 from gateway.services import current_services
+from gateway.store import outbox as outbox_store
 
 bp = Blueprint("service", __name__)
 
@@ -43,7 +43,7 @@ def healthz() -> Response:
     }
     if status != "store unavailable" and _may_see_outbox():
         # Queue depth and dead letters, for dashboards and alerts.
-        body["outbox"] = queue.counts(db)
+        body["outbox"] = outbox_store.counts(db)
     return Response(
         orjson.dumps(body), status=200 if status == "ok" else 503, mimetype="application/json"
     )

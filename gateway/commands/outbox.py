@@ -6,6 +6,7 @@ import click
 
 from gateway.commands import database, destinations_or_exit, mappings_or_exit, operator
 from gateway.config import load_config
+from gateway.store import outbox as outbox_store
 from gateway.store.audit import record_event
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
@@ -47,18 +48,16 @@ def outbox() -> None:
 @outbox.command("status")
 def outbox_status() -> None:
     """How many items are pending, delivering, delivered, dead."""
-    from gateway.outbound import queue
 
-    for status, count in sorted(queue.counts(database()).items()):
+    for status, count in sorted(outbox_store.counts(database()).items()):
         click.echo(f"{status}: {count}")
 
 
 @outbox.command("dead")
 def outbox_dead() -> None:
     """List dead-lettered items with the destination's answer."""
-    from gateway.outbound import queue
 
-    for item in queue.dead_letters(database()):
+    for item in outbox_store.dead_letters(database()):
         click.echo(" ".join(f"{k}={v}" for k, v in item.items() if v is not None))
 
 

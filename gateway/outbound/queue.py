@@ -1,10 +1,11 @@
 """The outbound side of the outbox: leases, what is kept of an error, operator actions.
 
-The rows and their SQL are the store's (gateway/store/outbox.py); this module decides how a
-worker and an operator use them. A claim is a lease of ``LEASE_SECONDS``, renewed by the
-worker while it delivers: a worker that dies mid-delivery stops renewing, and once the lease
-runs out another worker takes the item and delivers it again (targets de-duplicate by
-identifier). Replaying or discarding an item that is no dead letter is a NotFound.
+The rows and their SQL are the store's (gateway/store/outbox.py: enqueue, counts, dead
+letters, delivered, due_since); this module decides how a worker and an operator use them.
+A claim is a lease of ``LEASE_SECONDS``, renewed by the worker while it delivers: a worker
+that dies mid-delivery stops renewing, and once the lease runs out another worker takes the
+item and delivers it again (targets de-duplicate by identifier). Replaying or discarding an
+item that is no dead letter is a NotFound.
 """
 
 from __future__ import annotations
@@ -14,34 +15,7 @@ from datetime import timedelta
 from gateway.errors import NotFound
 from gateway.store import outbox
 from gateway.store.database import Database
-from gateway.store.outbox import (
-    Claimed,
-    counts,
-    dead_letters,
-    delivered,
-    delivery_ran_within,
-    due_since,
-    enqueue,
-    now_utc,
-)
-
-__all__ = [
-    "LEASE_SECONDS",
-    "Claimed",
-    "claim",
-    "counts",
-    "dead_letter",
-    "dead_letters",
-    "delivered",
-    "delivery_ran_within",
-    "discard",
-    "due_since",
-    "enqueue",
-    "now_utc",
-    "renew",
-    "replay",
-    "retry_later",
-]
+from gateway.store.outbox import Claimed, now_utc
 
 #: Seconds a claim holds an item unless renewed; a dead worker's item is taken over after it.
 LEASE_SECONDS = 6.0

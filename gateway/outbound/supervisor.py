@@ -12,10 +12,10 @@ import threading
 import time
 from datetime import datetime
 
-from gateway.outbound import queue
-from gateway.outbound.queue import now_utc
 from gateway.outbound.worker import Worker
+from gateway.store import outbox as outbox_store
 from gateway.store.database import Database
+from gateway.store.outbox import now_utc
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ def delivery_stalled(db: Database, stall_seconds: float, local: Supervisor | Non
     """
     if local is not None:
         local.ensure_running()
-    since: datetime | None = queue.due_since(db)
+    since: datetime | None = outbox_store.due_since(db)
     if since is None or (now_utc() - since).total_seconds() <= stall_seconds:
         return False
     if local is not None:
         return local.heartbeat_age() > stall_seconds
-    return not queue.delivery_ran_within(db, stall_seconds)
+    return not outbox_store.delivery_ran_within(db, stall_seconds)

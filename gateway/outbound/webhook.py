@@ -38,8 +38,8 @@ import requests
 
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound.destinations import Destinations, Platform
-from gateway.outbound.queue import Claimed
 from gateway.outbound.retry import retry_after
+from gateway.store.outbox import Claimed
 
 EVENT = "record-version"
 SCHEME = "sha256"

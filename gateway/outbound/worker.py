@@ -25,8 +25,9 @@ from typing import Protocol
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound import queue
 from gateway.outbound.destinations import Retry
-from gateway.outbound.queue import Claimed
+from gateway.store import outbox as outbox_store
 from gateway.store.database import Database
+from gateway.store.outbox import Claimed
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class Worker:
         while True:
             try:
                 if result.status == "delivered":
-                    held = queue.delivered(self.db, item.id, result.response, attempt=item.attempts)
+                    held = outbox_store.delivered(
+                        self.db, item.id, result.response, attempt=item.attempts
+                    )
                 elif result.status == "retry":
                     held = queue.retry_later(
                         self.db,

@@ -9,8 +9,8 @@ The store owns the tables: only modules of this package import the table models
 - the intake hot path (``referrals.store_referral``: look for a repeat, insert the referral
   or its next version, the message and the record version) runs SQL written out in
   ``intake_sql.py`` on the driver's own cursor (``direct.Direct``), inside the SQLAlchemy
-  transaction: SQLAlchemy Core costs about 14 times the driver's Python per statement
-  (``bench/store.py``: 19.6 µs against 1.4 µs, 2026-12-03);
+  transaction, because SQLAlchemy Core costs over ten times the driver's Python per
+  statement (bench/README.md, "The intake SQL");
 - every other statement the gateway runs per message, outcome or outbox item is SQLAlchemy
   Core on a connection (``Database.writing``, ``Database.snapshot``):
   rejected messages and kept answers, outcomes, the outbox, watermarks;

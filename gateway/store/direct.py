@@ -1,9 +1,8 @@
 """SQL for the intake hot path, run on the driver's own cursor inside a SQLAlchemy transaction.
 
-SQLAlchemy Core costs about 34 µs of Python per statement on this machine against about 2.5 µs
-for the driver alone (bench/store.py, a SELECT by source and identifier), and intake runs five
-statements per message, besides the transaction. The hot
-path therefore writes its few statements out in SQL with ``:name`` parameters and runs them
+SQLAlchemy Core costs over ten times the driver's own Python per statement (bench/README.md,
+"The intake SQL"), and intake runs five statements per message, besides the transaction. The
+hot path therefore writes its few statements out in SQL with ``:name`` parameters and runs them
 on the DBAPI cursor of the connection SQLAlchemy already holds, in the same transaction.
 Values are stored exactly as SQLAlchemy stores them: date-times go through the dialect's own
 DateTime processors (SQLite keeps them as text), so ORM reads of these rows are unchanged.

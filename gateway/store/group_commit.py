@@ -12,9 +12,8 @@ hands the lead to the oldest of them, so no thread serves others for longer than
 With one writer at a time this costs nothing: the leader runs its own write at once. When
 several have been writing together (the largest of the last few batches), the leader waits up
 to ``GATHER_SECONDS`` for as many to have queued before it begins: senders that wait for each
-answer (MLLP, HTTP) otherwise fall into batches of one or two, each paying a commit. Over MLLP
-with 4 connections this took the listener from 850-960 to 1,070-1,460 messages/s, and its CPU
-per message from about 1.05 to 0.65-0.88 ms (bench section 7, 2026-11-22).
+answer (MLLP, HTTP) otherwise fall into batches of one or two, each paying a commit (the
+effect on the MLLP listener: bench/README.md, "Group commit").
 """
 
 from __future__ import annotations

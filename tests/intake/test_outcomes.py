@@ -13,6 +13,7 @@ from support import FIXTURES, Gateway, build_gateway
 from gateway.outbound import queue
 from gateway.outbound.destinations import Destinations, Writeback
 from gateway.services import init_app, services
+from gateway.store import outbox as outbox_store
 from gateway.store.keys import create_key
 from gateway.store.models import OutboxItem
 
@@ -68,7 +69,7 @@ def test_accepted_then_in_progress_then_completed_each_queue_a_writeback(gw: Gat
         "in-progress",
         "completed",
     ]
-    assert queue.counts(db) == {"pending": 3}
+    assert outbox_store.counts(db) == {"pending": 3}
 
 
 def test_an_illegal_transition_is_409(gw: Gateway) -> None:
@@ -84,7 +85,7 @@ def test_a_resent_outcome_changes_nothing_and_a_reused_id_is_409(gw: Gateway) ->
     assert post(gw, rid, outcome("o1", "accepted")).status_code == 201
     again = post(gw, rid, outcome("o1", "accepted"))
     assert again.status_code == 200
-    assert queue.counts(services(gw.app).db) == {"pending": 1}
+    assert outbox_store.counts(services(gw.app).db) == {"pending": 1}
     assert post(gw, rid, outcome("o1", "rejected", status_reason="x")).status_code == 409
 
 
@@ -178,7 +179,7 @@ def test_dead_letters_are_listed_and_replayed_by_an_admin(gw: Gateway) -> None:
         f"/outbox/{item.id}/replay", headers={"Authorization": f"Bearer {admin}"}
     )
     assert replayed.status_code == 200
-    assert queue.counts(db) == {"pending": 1}
+    assert outbox_store.counts(db) == {"pending": 1}
 
 
 def test_the_platform_that_answered_first_owns_the_referral(gw: Gateway) -> None:

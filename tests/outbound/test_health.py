@@ -13,13 +13,13 @@ from support import Gateway, build_gateway
 
 from gateway.outbound import queue
 from gateway.outbound.destinations import Retry
-from gateway.outbound.queue import Claimed, now_utc
 from gateway.outbound.supervisor import Supervisor
 from gateway.outbound.worker import Worker
 from gateway.services import attach_outbox_worker, services
 from gateway.store.database import Database
 from gateway.store.keys import create_key
 from gateway.store.models import OutboxItem
+from gateway.store.outbox import Claimed, now_utc
 
 STALL = 1  # GATEWAY_OUTBOX_STALL_SECONDS for these tests
 FAST = Retry(max_attempts=3, base_delay=0.0, max_delay=0.0)

@@ -16,9 +16,9 @@ import responses
 
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound.destinations import Destinations, Platform
-from gateway.outbound.queue import Claimed
 from gateway.outbound.retry import MAX_RETRY_AFTER, retry_after
 from gateway.outbound.webhook import WebhookDeliverer, signature, verify_signature
+from gateway.store.outbox import Claimed
 
 URL = "https://platform.example/hooks/referrals"
 SECRET = "s3cret-for-tests"

@@ -19,12 +19,13 @@ from sqlalchemy import event, select, update
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound import queue
 from gateway.outbound.destinations import Retry
-from gateway.outbound.queue import Claimed, enqueue, now_utc
 from gateway.outbound.supervisor import Supervisor
 from gateway.outbound.worker import Worker, backoff
+from gateway.store import outbox as outbox_store
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.models import OutboxItem
+from gateway.store.outbox import Claimed, enqueue, now_utc
 
 FAST = Retry(max_attempts=3, base_delay=0.0, max_delay=0.0)
 
@@ -64,7 +65,7 @@ def test_two_workers_deliver_a_thousand_items_once_each_in_order(db: Database) -
     assert len(set(seen)) == 1000  # no item twice
     for rid in referrals:  # per referral, steps in order
         assert [s for r, s in seen if r == rid] == list(range(10))
-    assert queue.counts(db) == {"delivered": 1000}
+    assert outbox_store.counts(db) == {"delivered": 1000}
 
 
 def test_transient_failures_retry_then_dead_letter_and_replay(db: Database) -> None:
@@ -79,14 +80,14 @@ def test_transient_failures_retry_then_dead_letter_and_replay(db: Database) -> N
     worker = Worker(db, {"test": flaky}, FAST)
     for _ in range(10):
         worker.run_once()
-    dead = queue.dead_letters(db)
+    dead = outbox_store.dead_letters(db)
     assert [d["attempts"] for d in dead] == [3]  # the first item, after max_attempts
     assert dead[0]["response"] == "busy"
     assert len(calls) == 3  # the second item waits behind the dead first one
     queue.replay(db, dead[0]["id"])
     assert Worker(db, {"test": lambda item: "ok"}, FAST).run_once()
     assert Worker(db, {"test": lambda item: "ok"}, FAST).run_once()
-    assert queue.counts(db) == {"delivered": 2}
+    assert outbox_store.counts(db) == {"delivered": 2}
 
 
 def test_permanent_rejection_goes_straight_to_dead_letters(db: Database) -> None:
@@ -99,7 +100,7 @@ def test_permanent_rejection_goes_straight_to_dead_letters(db: Database) -> None
         )
 
     Worker(db, {"test": reject}, Retry()).run_once()
-    (dead,) = queue.dead_letters(db)
+    (dead,) = outbox_store.dead_letters(db)
     assert dead["attempts"] == 1 and "HAPI-0450" in dead["last_error"]
 
 
@@ -111,7 +112,7 @@ def test_a_fault_in_the_deliverer_is_retried_not_lost(db: Database) -> None:
         raise RuntimeError("bug")
 
     Worker(db, {"test": broken}, FAST).run_once()
-    assert queue.counts(db) == {"pending": 1}
+    assert outbox_store.counts(db) == {"pending": 1}
 
 
 def test_an_expired_lease_is_claimed_again(db: Database) -> None:
@@ -151,7 +152,7 @@ def test_a_fault_that_persists_is_dead_lettered_in_the_end(db: Database) -> None
     worker = Worker(db, {"test": broken}, FAST)
     for _ in range(FAST.max_attempts):
         worker.run_once()
-    assert queue.counts(db) == {"dead": 1}
+    assert outbox_store.counts(db) == {"dead": 1}
 
 
 def test_discarding_a_dead_item_lets_later_items_go(db: Database) -> None:
@@ -162,11 +163,11 @@ def test_discarding_a_dead_item_lets_later_items_go(db: Database) -> None:
         raise PermanentDeliveryError("400")
 
     Worker(db, {"test": reject}, FAST).run_once()
-    (dead,) = queue.dead_letters(db)
+    (dead,) = outbox_store.dead_letters(db)
     assert queue.claim(db) is None  # held back behind the dead item
     queue.discard(db, dead["id"])
     assert Worker(db, {"test": lambda item: "ok"}, FAST).run_once()
-    assert queue.counts(db) == {"delivered": 1, "discarded": 1}
+    assert outbox_store.counts(db) == {"delivered": 1, "discarded": 1}
 
 
 # --- Surviving a locked store, leases that follow the delivery, recovery after an outage ---
@@ -239,7 +240,9 @@ def test_the_worker_survives_a_store_locked_longer_than_its_wait(sqlite_url: str
     try:
         assert released.wait(10)
         fill(db, [later], 1)  # a new item after the lock
-        assert wait_for(lambda: queue.counts(db) == {"delivered": 2}, 10), queue.counts(db)
+        assert wait_for(lambda: outbox_store.counts(db) == {"delivered": 2}, 10), (
+            outbox_store.counts(db)
+        )
         assert thread.is_alive()
         assert len(calls) == 2  # the first was recorded once the lock went, not sent again
     finally:
@@ -273,7 +276,7 @@ def test_a_killed_workers_item_is_delivered_by_another_within_ten_seconds(
             time.sleep(0.05)
     assert taken, "the item was not taken over within 10 s"
     assert taken[0].id == int(marker.read_text()) and taken[0].attempts == 2
-    assert queue.counts(db) == {"delivered": 1}
+    assert outbox_store.counts(db) == {"delivered": 1}
 
 
 def test_a_slow_delivery_keeps_its_item_by_renewing_the_lease(db: Database) -> None:
@@ -296,7 +299,7 @@ def test_a_slow_delivery_keeps_its_item_by_renewing_the_lease(db: Database) -> N
         time.sleep(0.1)
     finish.set()
     thread.join(10)
-    assert queue.counts(db) == {"delivered": 1}
+    assert outbox_store.counts(db) == {"delivered": 1}
 
 
 def test_a_claim_that_was_taken_over_can_neither_renew_nor_finish(db: Database) -> None:
@@ -309,11 +312,11 @@ def test_a_claim_that_was_taken_over_can_neither_renew_nor_finish(db: Database) 
     second = queue.claim(db)
     assert second is not None and second.attempts == first.attempts + 1
     assert not queue.renew(db, first)
-    assert not queue.delivered(db, first.id, "late", attempt=first.attempts)
-    assert queue.counts(db) == {"delivering": 1}
+    assert not outbox_store.delivered(db, first.id, "late", attempt=first.attempts)
+    assert outbox_store.counts(db) == {"delivering": 1}
     assert queue.renew(db, second)
-    assert queue.delivered(db, second.id, "ok", attempt=second.attempts)
-    assert queue.counts(db) == {"delivered": 1}
+    assert outbox_store.delivered(db, second.id, "ok", attempt=second.attempts)
+    assert outbox_store.counts(db) == {"delivered": 1}
 
 
 def test_the_default_retry_schedule_is_capped_at_thirty_seconds() -> None:
@@ -379,7 +382,7 @@ def test_the_supervisor_restarts_a_loop_that_ends(db: Database) -> None:
     supervisor = Supervisor(worker, restart_pause=0.05)
     supervisor.start()
     try:
-        assert wait_for(lambda: queue.counts(db) == {"delivered": 1}, 10)
+        assert wait_for(lambda: outbox_store.counts(db) == {"delivered": 1}, 10)
         assert supervisor.restarts == 2
     finally:
         supervisor.stop(10)
@@ -396,7 +399,7 @@ def test_a_dead_worker_thread_is_replaced_when_health_is_checked(db: Database) -
     supervisor._thread.join()
     try:
         assert supervisor.ensure_running()
-        assert wait_for(lambda: queue.counts(db) == {"delivered": 1}, 10)
+        assert wait_for(lambda: outbox_store.counts(db) == {"delivered": 1}, 10)
     finally:
         supervisor.stop(10)
     assert not supervisor.ensure_running()  # a stopped worker is not brought back

@@ -43,8 +43,8 @@ from gateway.outbound.destinations import Destinations, Writeback
 from gateway.outbound.fhir.bundle import build_message, build_transaction
 from gateway.outbound.fhir.names import GATEWAY, TASK_SYSTEM
 from gateway.outbound.fhir.validation import validate
-from gateway.outbound.queue import Claimed
 from gateway.outbound.retry import retry_after
+from gateway.store.outbox import Claimed
 
 log = logging.getLogger(__name__)
 

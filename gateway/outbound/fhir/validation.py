@@ -1,30 +1,14 @@
 """Checking a write-back Bundle against FHIR R4 (fhir.resources R4B) quickly.
 
-Construction: plain dicts, validated once at the end (``validate``), chosen by measurement
-(bench/writeback.py, section 5 of bench/run.py: the realistic outcome of 3 assessments, 2
-contacts, 2 activities and a summary, a new referral and patient every call, pinned to one
-core of this shared 2-CPU machine, load average 1.2-1.9 during the runs). Outcomes per
-second, mean over three 5 s runs (best 0.1 s window):
-
-- dicts + ``validate`` (shipped):                  4,307-4,873/s (6,938-7,364/s)
-- dicts + ``validate_full`` (fhir.resources only):    574-645/s (984-1,043/s)
-- dicts + plain ``Bundle.model_validate``:            455-532/s (800-822/s)
-- fhir.resources model objects + ``model_dump_json``: 166-194/s (264-293/s)
-- ``build_transaction`` alone, no validation:    12,861-15,365/s
-
-The shipped ``validate`` before this checker was today's ``validate_full``: 546-688/s in
-the same session (about 1,850 µs of CPU per outcome against about 275 µs now, of which
-about 80 µs is building). fhir.resources runs Python validators for every element (about
-50 per Bundle; a Task.output alone costs about 60 µs, as its value[x] choice has about 50
-fields), which was about 95 % of the time. ``validate`` first runs a checker compiled, on
-first use (about 0.1 s), from the fhir.resources models themselves (gateway.fhir.r4b_subset:
-their own primitive schemas, their required elements and choices, as one pydantic-core
-validator of typed dicts for ``SUBSET_RESOURCES`` and ``SUBSET_DATATYPES``); it accepts
-only what fhir.resources accepts (tests/writeback/test_fhir_subset.py compares the two on
-every fixture's outcomes and on mutated Bundles), and whatever it refuses goes to
-fhir.resources (``validate_full``), which decides and names the failing element. Model
-objects lose because serialising them (``model_dump_json``, about 4 ms for this Bundle)
-costs more than building and validating together; orjson on the dicts takes about 6 µs.
+Bundles are built as plain dicts and validated once at the end (``validate``), chosen by
+measurement (bench/README.md, "Write-back Bundles: how they are built and checked").
+fhir.resources runs Python validators for every element, so ``validate`` first runs a
+checker compiled, on first use, from the fhir.resources models themselves
+(gateway.fhir.r4b_subset: their own primitive schemas, required elements and choices, as one
+pydantic-core validator of typed dicts for ``SUBSET_RESOURCES`` and ``SUBSET_DATATYPES``); it
+accepts only what fhir.resources accepts (tests/outbound/fhir/test_subset.py compares the two
+on every fixture's outcomes and on mutated Bundles), and whatever it refuses goes to
+fhir.resources (``validate_full``), which decides and names the failing element.
 """
 
 from __future__ import annotations

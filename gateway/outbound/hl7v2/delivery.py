@@ -27,7 +27,7 @@ from gateway.hl7v2.er7 import parse
 from gateway.hl7v2.message import V2Message
 from gateway.outbound.destinations import Destinations, Writeback
 from gateway.outbound.hl7v2.rri import build_rri
-from gateway.outbound.queue import Claimed
+from gateway.store.outbox import Claimed
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.outbound.destinations import Destinations, Writeback
 from gateway.outbound.fhir.delivery import KEEP_BYTES, FhirWriteback
 from gateway.outbound.fhir.names import OBSERVATION_SYSTEM, TASK_SYSTEM
-from gateway.outbound.queue import Claimed
 from gateway.outbound.retry import retry_after
+from gateway.store.outbox import Claimed
 
 BASE = "https://gp.example.org/fhir"
 REFERRAL_ID = "9b2e4c1a-7d3f-4e5a-8b6c-0d1e2f3a4b5c"

@@ -23,7 +23,7 @@ from gateway.hl7v2.er7 import parse
 from gateway.hl7v2.mllp import MllpServer
 from gateway.outbound.destinations import Destinations, Writeback
 from gateway.outbound.hl7v2.delivery import V2Writeback, control_id
-from gateway.outbound.queue import Claimed
+from gateway.store.outbox import Claimed
 
 WAIT = 5.0  # upper bound on any wait in these tests
 RECORD: dict[str, Any] = orjson.loads(
