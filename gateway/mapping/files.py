@@ -213,18 +213,24 @@ def read_yaml(path: Path) -> Any:
         raise MappingError(f"cannot read: {exc}", file=str(path)) from None
 
 
-def _checked(path: Path, check: Any) -> Any:
-    """A YAML document that passed ``check`` (a compiled schema), else a MappingError."""
+def read_checked(path: Path, check: Any, empty: Any = None) -> Any:
+    """A YAML file that passed ``check`` (a compiled schema; ``empty`` stands for an empty
+    file), else a MappingError naming the element and its line."""
     doc = read_yaml(path)
+    if doc is None and empty is not None:
+        doc = empty
     try:
         check(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        where = [p for p in (exc.path or []) if p != "data"]
+        where: list[Any] = [
+            int(p) if str(p).isdigit() else p for p in exc.path or [] if p != "data"
+        ]
         unknown = _NOT_ALLOWED.search(exc.message)
         if exc.rule == "additionalProperties" and unknown:
             where.append(unknown.group(1))
+        message = exc.message.replace("data.", "").replace("data ", "file ")
         raise MappingError(
-            f"{'.'.join(map(str, where)) or 'file'}: {exc.message.replace('data.', '')}",
+            f"{'.'.join(map(str, where)) or 'file'}: {message}",
             file=str(path),
             line=line_of(doc, where),
         ) from None
@@ -233,11 +239,11 @@ def _checked(path: Path, check: Any) -> Any:
 
 def read_mapping_file(path: Path) -> LineDict:
     """A mapping.yaml checked against the mapping file schema."""
-    doc: LineDict = _checked(path, _check_mapping)
+    doc: LineDict = read_checked(path, _check_mapping)
     return doc
 
 
 def read_codemap_file(path: Path) -> LineDict:
     """A codemaps.yaml checked against the code map file schema."""
-    doc: LineDict = _checked(path, _check_codemaps)
+    doc: LineDict = read_checked(path, _check_codemaps)
     return doc

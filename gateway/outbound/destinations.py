@@ -14,7 +14,7 @@ from typing import Any
 import fastjsonschema
 
 from gateway.errors import MappingError
-from gateway.mapping.files import line_of, read_yaml
+from gateway.mapping.files import line_of, read_checked
 
 _URL = {"type": "string", "pattern": "^https?://"}
 _ENV = {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"}
@@ -151,14 +151,7 @@ def load_destinations(path: str | None, sources: set[str] | None = None) -> Dest
     if not path:
         return Destinations()
     file = Path(path)
-    doc = read_yaml(file) or {}
-    try:
-        _check(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        where = [p for p in (exc.path or []) if p != "data"]
-        raise MappingError(
-            exc.message.replace("data.", ""), file=str(file), line=line_of(doc, where)
-        ) from None
+    doc = read_checked(file, _check, empty={})
     for section in ("writeback", "pull"):
         for name in doc.get(section) or {}:
             if sources is not None and name not in sources:

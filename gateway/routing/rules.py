@@ -17,7 +17,6 @@ Read and checked at start-up: an error names the file and line.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import fastjsonschema
 
 from gateway.errors import MappingError
-from gateway.mapping.files import line_of, read_yaml
+from gateway.mapping.files import line_of, read_checked
 from gateway.routing.tables import (
     normal_postcode,
     postcode_district,
@@ -158,28 +157,10 @@ def _index(rules: list[RoutingRule]) -> dict[str, dict[str, tuple[int, ...]]]:
     return {c: {v: tuple(p) for v, p in by.items()} for c, by in out.items()}
 
 
-def _schema_error(exc: Any, doc: Any, file: Path) -> MappingError:
-    """A schema violation as a MappingError naming the element and its line."""
-    where: list[Any] = [int(p) if str(p).isdigit() else p for p in exc.path or [] if p != "data"]
-    unknown = re.search(r"must not contain \{'([^']+)'", exc.message)
-    if exc.rule == "additionalProperties" and unknown:
-        where.append(unknown.group(1))
-    message = exc.message.replace("data.", "").replace("data ", "file ")
-    return MappingError(
-        f"{'.'.join(map(str, where)) or 'file'}: {message}",
-        file=str(file),
-        line=line_of(doc, where),
-    )
-
-
 def load_routing(path: str | Path, hubs: set[str] | None = None) -> RoutingFile:
     """A routing file, checked; ``hubs`` (the configured platforms) must hold every hub named."""
     file = Path(path)
-    doc = read_yaml(file) or {}
-    try:
-        _check(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        raise _schema_error(exc, doc, file) from None
+    doc = read_checked(file, _check, empty={})
     rules: list[RoutingRule] = []
     for number, raw in enumerate(doc["rules"], start=1):
         criteria = tuple((c, _values(c, raw[c])) for c in CRITERIA if c in raw)
