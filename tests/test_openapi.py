@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
+import fastjsonschema
 import pytest
 from support import Gateway
 
@@ -19,11 +19,16 @@ def _validator(name: str) -> Any:
     """A validator for one component, its references resolved within the document."""
     spec = document()
     schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
-    return jsonschema_rs.validator_for(schema)
+    return fastjsonschema.compile(schema)
 
 
 def _errors(name: str, body: Any) -> list[str]:
-    return [f"{e.instance_path}: {e.message}" for e in _validator(name).iter_errors(body)]
+    """The first way ``body`` breaks the component's schema, or nothing."""
+    try:
+        _validator(name)(body)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return [f"{exc.path}: {exc.message}"]
+    return []
 
 
 def test_the_document_is_openapi_3_1_with_every_path() -> None:

@@ -190,6 +190,13 @@ def _contexts(em: Emitter, compiled: Compiled, required: Callable[[str, Env], No
     em.emit("ctx = env.contexts")
     fail = em.const(required, "req")
     for context in compiled.contexts:
+        if context.all:  # a named collection: every resource found, and no single node
+            found = collection(em, context.path, "None")
+            em.emit(f"ctx[{context.name!r}] = [_v for _v in {found} if isinstance(_v, dict)]")
+            if context.required:
+                with em.block(f"if not ctx[{context.name!r}]:"):
+                    em.emit(f"{fail}({context.name!r}, env)")
+            continue
         found = first_value(em, context.path, "None")
         em.emit(f"ctx[{context.name!r}] = [{found}] if isinstance({found}, dict) else []")
         if context.required:

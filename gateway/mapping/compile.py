@@ -50,11 +50,13 @@ class Rule:
 
 @dataclass(frozen=True)
 class ContextDef:
-    """A named resource the rules start from (``%patient``)."""
+    """A named resource the rules start from (``%patient``), or with ``all`` a named
+    collection of every resource the path finds (``%observations``)."""
 
     name: str
     path: CompiledPath
     required: bool
+    all: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ def _compile_contexts(
             raise MappingError(
                 f"context {name} uses %{used} before it is defined", file=file, line=line
             )
-        out.append(ContextDef(name, path, bool(spec.get("required", False))))
+        out.append(
+            ContextDef(name, path, bool(spec.get("required", False)), bool(spec.get("all", False)))
+        )
     return out
 
 

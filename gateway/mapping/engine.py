@@ -38,6 +38,8 @@ class Mapping:
         self.accepts = compiled.accepts
         self._targets = {".".join(r.target): r for r in compiled.rules}
         self._contexts = {c.name: c for c in compiled.contexts}
+        #: Named collections: their members are read by rules, not bound as one resource.
+        self._collections = frozenset(c.name for c in compiled.contexts if c.all)
         self._program = generate(compiled, self._missing, _SECTIONS)
         # Per context: the keys of its resource never reported, as written in the JSON
         # (an element ``x`` and its primitive extension ``_x``).
@@ -142,8 +144,9 @@ class Mapping:
         bound: set[int] = set()
         resources: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
         silent_of = self._silent
+        collections = self._collections
         for name, col in env.contexts.items():
-            if not col:
+            if not col or name in collections:
                 continue
             bound_to = col[0]
             key = id(bound_to)

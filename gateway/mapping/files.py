@@ -80,7 +80,11 @@ MAPPING_FILE_SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "additionalProperties": False,
                         "required": ["from"],
-                        "properties": {"from": _PATH, "required": {"type": "boolean"}},
+                        "properties": {
+                            "from": _PATH,
+                            "required": {"type": "boolean"},
+                            "all": {"type": "boolean"},
+                        },
                     },
                 ]
             },

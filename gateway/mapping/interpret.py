@@ -167,8 +167,11 @@ def interpret(
     run = _Run(env, state, placements)
     contexts = env.contexts
     for context in compiled.contexts:
-        found = first(context.path, env)
-        contexts[context.name] = [found] if isinstance(found, dict) else []
+        if context.all:
+            contexts[context.name] = [v for v in evaluate(context.path, env) if isinstance(v, dict)]
+        else:
+            found = first(context.path, env)
+            contexts[context.name] = [found] if isinstance(found, dict) else []
         if context.required and not contexts[context.name]:
             required(context.name, env)
     record: dict[str, Any] = {}
