@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.hl7v2.message import V2Message
+
+#: How a refusal is answered: ``gateway.refusals.decide``, which installs itself here when
+#: the package loads (it imports this module, so this module cannot import it).
+_decide: Callable[[GatewayError], Any] | None = None
+
+
+def install_decider(decide: Callable[[GatewayError], Any]) -> None:
+    """Name the function that decides every refusal's status and codes (gateway.refusals)."""
+    global _decide
+    _decide = decide
+
+
+def _decision(error: GatewayError) -> Any:
+    """The installed decision for ``error``."""
+    if _decide is None:
+        raise RuntimeError("gateway.refusals has not installed its decision")
+    return _decide(error)
 
 
 class GatewayError(Exception):
@@ -29,16 +47,14 @@ class GatewayError(Exception):
     @property
     def status(self) -> int:
         """The HTTP status the edge answers with (decided in gateway.refusals)."""
-        from gateway.refusals import decide  # here: refusals imports this module
-
-        return decide(self).status
+        status: int = _decision(self).status
+        return status
 
     @property
     def issue_code(self) -> str:
         """The FHIR IssueType code of the refusal (decided in gateway.refusals)."""
-        from gateway.refusals import decide  # here: refusals imports this module
-
-        return decide(self).issue_code
+        code: str = _decision(self).issue_code
+        return code
 
 
 class InvalidMessage(GatewayError):

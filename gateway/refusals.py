@@ -33,6 +33,7 @@ from gateway.errors import (
     Unauthenticated,
     UnknownCode,
     UnsupportedMediaType,
+    install_decider,
 )
 
 #: The BaRS code system for ``OperationOutcome.issue.details.coding`` (spelt as BaRS does).
@@ -110,3 +111,6 @@ def for_status(status: int) -> Refusal:
 def ack_code(error: GatewayError | None) -> str:
     """AA when there is no error, else the refusal's AE or AR."""
     return "AA" if error is None else decide(error).ack
+
+
+install_decider(decide)

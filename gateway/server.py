@@ -38,7 +38,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def start_outbox_worker(app: Flask) -> None:
     """One supervised outbox worker thread in this web worker process (claims never collide);
     the health check watches its heartbeat."""
-    from gateway.outbound import build_deliverers
+    from gateway.outbound.deliverers import build_deliverers
     from gateway.outbound.supervisor import Supervisor
     from gateway.outbound.worker import Worker
 

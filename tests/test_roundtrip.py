@@ -303,7 +303,7 @@ def test_outcomes_are_written_back_exactly_once(wired: Wired) -> None:
         "gateway.outbound.fhir.delivery",
         reason="gateway/outbound/fhir/delivery.py (FhirWriteback) is not written yet",
     )
-    from gateway.outbound import build_deliverers
+    from gateway.outbound.deliverers import build_deliverers
     from gateway.outbound.worker import Worker
 
     server, gw, db = wired.server, wired.gw, wired.db

@@ -19,7 +19,7 @@ def worker(no_migrate: bool) -> None:
     import logging
     import signal
 
-    from gateway.outbound import build_deliverers
+    from gateway.outbound.deliverers import build_deliverers
     from gateway.outbound.supervisor import Supervisor
     from gateway.outbound.worker import Worker
 
