@@ -65,3 +65,13 @@ def _may_see_outbox() -> bool:
 def referral_record_schema() -> Response:
     """The JSON Schema of the social prescribing record, generated from the record schema."""
     return Response(orjson.dumps(record_json_schema()), mimetype="application/schema+json")
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 document of the non-FHIR API (no key needed)."""
+    from gateway.openapi import document
+
+    return Response(
+        orjson.dumps(document(int(current_app.config["MAX_PAGE"]))), mimetype="application/json"
+    )
