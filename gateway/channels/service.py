@@ -75,3 +75,26 @@ def openapi_document() -> Response:
     return Response(
         orjson.dumps(document(int(current_app.config["MAX_PAGE"]))), mimetype="application/json"
     )
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """200 when the gateway can take traffic: store reachable, schema current, mappings
+    loaded and delivery not stuck; else 503 naming each check that failed."""
+    from gateway.store.migrate import schema_current
+
+    attached = current_services()
+    db = attached.db
+    checks = {"store": db.ping(), "mappings": bool(attached.mappings)}
+    checks["migrations"] = checks["store"] and schema_current(db)
+    try:
+        stalled = checks["store"] and delivery_stalled(
+            db, float(current_app.config["OUTBOX_STALL_SECONDS"]), attached.outbox_worker
+        )
+    except StoreUnavailable:
+        checks["store"] = False
+        stalled = False
+    checks["outbox"] = checks["store"] and not stalled
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return Response(orjson.dumps(body), status=200 if ready else 503, mimetype="application/json")

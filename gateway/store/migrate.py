@@ -8,6 +8,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from gateway.store.database import Database
@@ -64,3 +66,14 @@ def _run(db: Database, step: Callable[[Config, str], None], revision: str) -> No
 def _driver(conn: Connection) -> Any:
     """The DB-API connection under ``conn`` (to run PRAGMAs outside any transaction)."""
     return conn.connection.driver_connection
+
+
+def schema_current(db: Database) -> bool:
+    """Whether the database is at the packaged migrations' head (False if unreachable)."""
+    head = ScriptDirectory.from_config(alembic_config(db)).get_current_head()
+    try:
+        with db.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except Exception:  # any failure to read it means: not ready
+        return False
+    return current == head

@@ -37,3 +37,21 @@ def test_the_openapi_document_is_served(gateway: Gateway) -> None:
     answer = gateway.client.get("/openapi.json")
     assert answer.status_code == 200
     assert answer.get_json() == document(int(gateway.app.config["MAX_PAGE"]))
+
+
+def test_ready_when_store_schema_mappings_and_outbox_are(gateway: Gateway, tmp_path: Path) -> None:
+    answer = gateway.client.get("/readyz")
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json() == {
+        "status": "ready",
+        "checks": {"store": True, "mappings": True, "migrations": True, "outbox": True},
+    }
+
+
+def test_not_ready_before_migrations(tmp_path: Path) -> None:
+    from gateway.app import create_app
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["migrations"] is False
