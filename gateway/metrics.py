@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -92,18 +94,23 @@ class OutboxCollector(Collector):
 
 
 def exposition(outbox: OutboxCollector | None = None) -> tuple[bytes, str]:
-    """The text ``/metrics`` answers: every process's counts (or this one's) and the outbox."""
+    """The text ``/metrics`` answers: every process's counts (or this one's) and the outbox.
+
+    A fresh registry per scrape, so concurrent scrapes never share (or change) one.
+    """
     registry = CollectorRegistry()
     if os.environ.get(ENV):
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        from prometheus_client import REGISTRY
-
-        registry = REGISTRY  # this process's own metrics
+        registry.register(_ThisProcess())
     if outbox is not None:
         registry.register(outbox)
-        try:
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        finally:
-            registry.unregister(outbox)
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _ThisProcess(Collector):
+    """This process's own metrics (the default registry's), for a scrape's registry."""
+
+    def collect(self) -> Iterable[Any]:
+        """Whatever the default registry holds now."""
+        return REGISTRY.collect()

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.evidence.measures import ACCEPTED, ReferralFacts
 from gateway.evidence.pseudonym import age_band, district, person_key
+from gateway.record.needs import coded_needs
 
 #: Every column, in order; nothing else is ever written.
 COLUMNS = (
@@ -47,14 +48,7 @@ class ExportInput:
 
 def _codes(record: dict[str, Any]) -> list[str]:
     """Coded needs only (system|code): a display or free text could name someone."""
-    out = []
-    for coding in [
-        *(record.get("presenting_issues") or ()),
-        *((record.get("referral") or {}).get("reason_codes") or ()),
-    ]:
-        if isinstance(coding, dict) and coding.get("code"):
-            out.append(f"{coding.get('system') or ''}|{coding['code']}")
-    return sorted(set(out))
+    return sorted({f"{system or ''}|{code}" for system, code in coded_needs(record)})
 
 
 def row(item: ExportInput, secret: bytes, on: date) -> dict[str, Any]:

@@ -38,9 +38,10 @@ def release(record: dict[str, Any], route: Route) -> Release:
     Consent not obtained or not stated does not hold a referral: the link worker asks.
     """
     consent = record.get("consent")
-    state = consent.get("information_sharing") if isinstance(consent, dict) else None
-    if state == "refused":
-        given = consent.get("reason_not_obtained") if isinstance(consent, dict) else None
+    if not isinstance(consent, dict):
+        consent = {}
+    if consent.get("information_sharing") == "refused":
+        given = consent.get("reason_not_obtained")
         reason = (
             f"{CONSENT_REFUSED}: {given}" if isinstance(given, str) and given else CONSENT_REFUSED
         )

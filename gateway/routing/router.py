@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.record.needs import coded_needs
 from gateway.routing.rules import RoutingFile, RoutingRule, need_key
 from gateway.routing.tables import normal_postcode, postcode_district
 
@@ -42,14 +43,9 @@ def facts(routing: RoutingFile, record: dict[str, Any]) -> dict[str, frozenset[s
     referral_to = _get(record, "referral", "referral_to", "ods_code")
     source = _get(record, "provenance", "source_system")
     needs: set[str] = set()
-    for coding in [
-        *(record.get("presenting_issues") or ()),
-        *(_get(record, "referral", "reason_codes") or ()),
-    ]:
-        code = coding.get("code") if isinstance(coding, dict) else None
-        if isinstance(code, str) and code:
-            needs.add(need_key(coding.get("system"), code))
-            needs.add(need_key(None, code))
+    for system, code in coded_needs(record):
+        needs.add(need_key(system, code))
+        needs.add(need_key(None, code))
     pcn = routing.practice_pcns.get(practice) if practice else None
     authority = routing.postcode_authorities.get(normal_postcode(postcode) or "")
     district = postcode_district(postcode)

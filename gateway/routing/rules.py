@@ -25,12 +25,7 @@ import fastjsonschema
 
 from gateway.errors import MappingError
 from gateway.mapping.files import line_of, read_checked
-from gateway.routing.tables import (
-    normal_postcode,
-    postcode_district,
-    read_postcode_authorities,
-    read_practice_pcns,
-)
+from gateway.routing.tables import read_postcode_authorities, read_practice_pcns
 
 #: Criteria a rule may name, in the order they are tested.
 CRITERIA = (
@@ -131,7 +126,7 @@ def _values(name: str, raw: list[Any]) -> frozenset[str]:
     if name == "source":
         return frozenset(str(v).strip() for v in raw)
     if name == "postcode_district":
-        return frozenset(postcode_district(f"{v} 1AA") or str(v).upper() for v in raw)
+        return frozenset("".join(str(v).split()).upper() for v in raw)
     return frozenset(str(v).strip().upper() for v in raw)
 
 
@@ -214,6 +209,3 @@ def load_routing(path: str | Path, hubs: set[str] | None = None) -> RoutingFile:
                 line=line_of(doc, ["default", "hub"]),
             )
     return routing
-
-
-__all__ = ["CRITERIA", "RoutingFile", "RoutingRule", "load_routing", "need_key", "normal_postcode"]
