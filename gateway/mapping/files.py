@@ -161,7 +161,11 @@ class _LineLoader(_LineConstructor, yaml.SafeLoader):
     """The pure-Python SafeLoader with line numbers: it refuses tabs as YAML says."""
 
 
-class _FastLineLoader(_LineConstructor, yaml.CSafeLoader):
+#: libyaml's loader when PyYAML was built with it (PyPI's wheels are), else the pure one.
+_FastBase: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastLineLoader(_LineConstructor, _FastBase):  # type: ignore[misc]
     """libyaml's parser with line numbers (several times faster, but lenient about tabs)."""
 
 
