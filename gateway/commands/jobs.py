@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -13,9 +14,8 @@ T = TypeVar("T")
 
 def with_progress(items: Iterable[T], length: int | None, label: str) -> Iterator[T]:
     """Yield ``items`` while drawing a progress bar on standard error (not into piped output)."""
-    with click.progressbar(
-        items, length=length, label=label, file=click.get_text_stream("stderr")
-    ) as bar:
+    bar: Any = click.progressbar(items, length=length, label=label, file=sys.stderr)
+    with bar:
         yield from bar
 
 
