@@ -22,6 +22,7 @@ from gateway.intake.hl7v2 import V2Intake
 from gateway.intake.webhooks import webhook_hook
 from gateway.mapping.engine import load_mappings
 from gateway.outbound.destinations import load_destinations
+from gateway.secret import secret_key
 from gateway.services import Services, init_app
 from gateway.store.database import Database
 from gateway.store.keys import KeyRing
@@ -35,6 +36,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_config(config))
     # The FHIR channels read the body themselves, within MAX_BODY_BYTES.
     app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["SECRET_KEY"] = secret_key(app.config["SECRET_KEY"], app.config["SECRET_KEY_FILE"])
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     logging.basicConfig(
         level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

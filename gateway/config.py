@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     # Outbound deliveries (webhooks, write-back, pulls): a YAML file; empty means none.
     "DESTINATIONS": "",
+    # Signs session cookies and CSRF tokens of the web pages (the /refer form, the console).
+    # Empty: a random key kept in SECRET_KEY_FILE (created 0600 on first start), shared by
+    # every worker process on the machine.
+    "SECRET_KEY": "",
+    "SECRET_KEY_FILE": str(ROOT / "var" / "secret.key"),
     # Which link-worker platform gets each referral: a routing YAML file (docs/routing.md).
     "ROUTING": "",
     # Run an outbox worker thread inside each `gateway serve` worker process.

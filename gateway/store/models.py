@@ -101,13 +101,22 @@ class Referral(Base):
     workflow_status: Mapped[str] = mapped_column(String(30), default="requested")
     #: The referrer cancelled; the platform is to confirm (or still send its outcome).
     cancellation_requested: Mapped[bool] = mapped_column(default=False)
+    #: The link-worker platform (hub) the referral is routed to; "*" every platform (no
+    #: routing file); None held for an operator (migration 0008).
+    hub: Mapped[str | None] = mapped_column(String(100))
+    #: Why the referral is held and released to no platform (consent refused, no route).
+    held_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class RecordVersion(Base):
     """One version of a referral's record; ``seq`` is the feed cursor (commit order)."""
 
     __tablename__ = "record_versions"
-    __table_args__ = (UniqueConstraint("referral_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("referral_id", "version"),
+        # Each platform's feed: its versions in commit order (migration 0008).
+        Index("ix_record_versions_hub_seq", "hub", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # Found by the unique (referral_id, version), which also serves the foreign key.
@@ -118,6 +127,8 @@ class RecordVersion(Base):
     record: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    #: The hub this version was released to ("*" every platform, None held).
+    hub: Mapped[str | None] = mapped_column(String(100))
 
 
 class ApiKey(Base):
