@@ -72,6 +72,8 @@ SWEEP = (
     Settings(4, 2),
 )
 RATIO_TARGET = 0.50
+#: What counting may cost HTTP intake and MLLP throughput (issue 13).
+METRICS_COST_TARGET = 0.05
 P99_TARGET_MS = 25.0
 WARM_UP_PER_CONNECTION = 5
 _ACCESS_2XX = re.compile(r'"POST /fhir/\$process-message HTTP/1\.[01]" 2\d\d ')
@@ -172,6 +174,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mllp-profile", type=Path, help="py-spy the last gateway MLLP run into this raw file"
     )
     parser.add_argument(
+        "--metrics-compare",
+        action="store_true",
+        help="also run HTTP intake and MLLP with GATEWAY_METRICS=0 and =1 alternately (11)",
+    )
+    parser.add_argument("--metrics-rounds", type=int, default=3, help="rounds of each, section 11")
+    parser.add_argument(
+        "--metrics-duration", type=float, default=10.0, help="seconds per run, section 11"
+    )
+    parser.add_argument(
         "--sweep", action="store_true", help="compare worker/thread settings instead"
     )
     parser.add_argument("--sweep-duration", type=float, default=5.0)
@@ -223,6 +234,7 @@ class Bench:
             log_offset = server.log_path.stat().st_size
             warm_up(server, self.template, self.tag(), self.key, WARM_UP_PER_CONNECTION)
             before = count_rows(db)
+            cpu_before = tree_cpu_seconds(server.process.pid)
             tag = self.tag()
             moments = tuple(self.duration * share for share in (0.2, 0.5, 0.8))
             split = ConnectionSplit(server.port, moments)
@@ -233,11 +245,13 @@ class Bench:
                     server, self.template, tag, self.key, self.duration, CONNECTIONS
                 )
             split.join()
+            cpu = tree_cpu_seconds(server.process.pid) - cpu_before
         finally:
             server.stop()  # graceful: in-flight requests finish before the count
         after = count_rows(db)
         out: dict[str, Any] = {"kind": kind, "settings": str(settings), **result.as_dict()}
         out["split"] = split.counts
+        out["cpu_ms_per_request"] = cpu / result.ok * 1e3 if result.ok else 0.0
         out["stored"] = after - before
         if kind == "gateway":
             with server.log_path.open("rb") as log:
@@ -256,6 +270,19 @@ class Bench:
                 f"{server.log_tail()}"
             )
         return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (gunicorn's master and workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return total
 
 
 def verify(out: dict[str, Any], result: LoadResult) -> dict[str, Any]:
@@ -465,6 +492,126 @@ def print_http(data: dict[str, Any]) -> None:
     print(f"   {verdict}: every acknowledged referral is stored")
 
 
+@contextlib.contextmanager
+def _environment(**values: str) -> Any:
+    """os.environ with ``values`` set (the servers started meanwhile inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def metrics_section(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Section 11: the gateway's HTTP intake and MLLP with metrics off and on, alternately
+    (the order swapping each round), ``--metrics-rounds`` each; medians and the cost."""
+    tool, _ = loadgen_choice(args.loadgen)
+    bench = Bench(workdir, tool, args.metrics_duration)
+    settings = Settings(args.workers, args.threads)
+    template = workdir / "v2-template.hl7"
+    template.write_bytes(mllp.message_template())
+    runs: list[dict[str, Any]] = []
+    for round_no in range(1, args.metrics_rounds + 1):
+        for flag in ("0", "1") if round_no % 2 else ("1", "0"):
+            with _environment(GATEWAY_METRICS=flag, GATEWAY_METRICS_DIR=str(workdir / "metrics")):
+                http_run = bench.run("gateway", settings)
+                mllp_run = mllp.run_one(
+                    "gateway", workdir, template, bench.tag(), args.metrics_duration
+                )
+            http_run["cpu_ms"] = http_run["cpu_ms_per_request"]
+            mllp_run["cpu_ms"] = mllp_run["cpu_ms_per_message"]
+            for phase, run in (("http", http_run), ("mllp", mllp_run)):
+                runs.append({"round": round_no, "metrics": flag == "1", "phase": phase, **run})
+                print(
+                    f"  ... metrics {'on ' if flag == '1' else 'off'} {phase}: "
+                    f"{run['per_second']:7.1f}/s, p99 {run['p99_ms']:.1f} ms, "
+                    f"server CPU {run['cpu_ms']:.2f} ms each",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    summary: dict[str, Any] = {}
+    for phase in ("http", "mllp"):
+        medians = {
+            state: {
+                name: median_of(
+                    [r for r in runs if r["phase"] == phase and r["metrics"] is on], name
+                )
+                for name in ("per_second", "p50_ms", "p99_ms", "cpu_ms")
+            }
+            for state, on in (("off", False), ("on", True))
+        }
+        cost = 1 - medians["on"]["per_second"] / medians["off"]["per_second"]
+        cpu_cost = medians["on"]["cpu_ms"] / medians["off"]["cpu_ms"] - 1
+        summary[phase] = {
+            **medians,
+            "cost": cost,
+            "cpu_cost": cpu_cost,
+            "met": cost <= METRICS_COST_TARGET,
+        }
+    hook = orjson.loads(
+        subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("metrics_hook_cost.py")), "2"],
+            env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    )
+    for phase in ("http", "mllp"):
+        summary[phase]["hook_share"] = hook["cost_us"] / 1e3 / summary[phase]["off"]["cpu_ms"]
+    return {
+        "hook": hook,
+        "duration_s": args.metrics_duration,
+        "rounds": args.metrics_rounds,
+        "loadgen": tool,
+        "runs": runs,
+        "median": summary,
+        "cost_target": METRICS_COST_TARGET,
+        "no_loss": all(r["verify"]["ok"] for r in runs),
+    }
+
+
+def print_metrics(data: dict[str, Any]) -> None:
+    print(
+        f"11. Metrics cost: the gateway with GATEWAY_METRICS=0 and =1 alternately, "
+        f"{data['rounds']} rounds of {data['duration_s']:g} s (HTTP: {data['loadgen']}, "
+        f"{CONNECTIONS} connections; MLLP: {mllp.CONNECTIONS} connections)"
+    )
+    print(
+        f"   {'round':>5} {'metrics':<7} {'phase':<5} {'per s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'CPU ms':>7}"
+    )
+    for r in data["runs"]:
+        print(
+            f"   {r['round']:>5} {'on' if r['metrics'] else 'off':<7} {r['phase']:<5}"
+            f" {r['per_second']:>8.1f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}"
+            f" {r['cpu_ms']:>7.3f}"
+        )
+    print("   (CPU ms: the server's user + system CPU per message, all its processes)")
+    print("   Medians:")
+    for phase, m in data["median"].items():
+        print(
+            f"     {phase:<5} off {m['off']['per_second']:8.1f}/s"
+            f"  on {m['on']['per_second']:8.1f}/s"
+            f"  cost {m['cost']:+.1%}  target ≤ {data['cost_target']:.0%}  {_mark(m['met'])}"
+            f"   CPU/message {m['off']['cpu_ms']:.3f} -> {m['on']['cpu_ms']:.3f} ms"
+            f" ({m['cpu_cost']:+.1%})"
+        )
+    hook = data["hook"]
+    print(
+        f"   Counting one message (bench/metrics_hook_cost.py, best 0.1 s window): "
+        f"{hook['cost_us']:.1f} µs, i.e. "
+        + ", ".join(f"{p} {m['hook_share']:.1%}" for p, m in data["median"].items())
+        + " of the server's CPU per message with metrics off"
+    )
+    print(f"   {'PASS' if data['no_loss'] else 'FAIL'}: nothing acknowledged was lost")
+
+
 def print_sweep(data: dict[str, Any]) -> None:
     print(f"Worker/thread sweep ({data['loadgen_note']}; {data['duration_s']:g} s per run)")
     print(
@@ -520,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         mllp_data is not None and not mllp_data["no_lost_message"]
     )
     undrained = "outbox_drain" in report and not report["outbox_drain"]["ok"]
+    lost = lost or ("metrics" in report and not report["metrics"]["no_loss"])
     return 1 if lost or undrained else 0
 
 
@@ -576,6 +724,11 @@ def run_sections(args: argparse.Namespace, report: dict[str, Any], before: Path 
             before,
         )
         outbox_drain.report(report["outbox_drain"])
+    if args.metrics_compare:
+        print()
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-metrics-") as tmp:
+            report["metrics"] = metrics_section(args, Path(tmp))
+        print_metrics(report["metrics"])
 
 
 if __name__ == "__main__":

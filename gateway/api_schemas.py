@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gateway.record.model import ReferralRecord
+from gateway.record.outcome import OutcomeRecord
 from gateway.record.states import STATES
 
 
@@ -27,8 +28,18 @@ class OperationOutcome(Schema):
     meta = fields.Dict()
 
 
+class ContactSummary(Schema):
+    """Whether and how the person may be contacted, and their consent, read before anything."""
+
+    may_contact = fields.String(required=True, validate=validate.OneOf(("yes", "no", "not stated")))
+    preferred_method = fields.String(required=True, allow_none=True)
+    methods_given = fields.List(fields.String(), required=True)
+    consent = fields.String(required=True)
+    interpreter_needed = fields.Boolean(required=True, allow_none=True)
+
+
 class RecordEnvelope(Schema):
-    """One version of a referral's record with its ids, statuses and feed cursor."""
+    """One version of a referral's record with its ids, statuses, hub and feed cursor."""
 
     id = fields.String(required=True)
     version = fields.Integer(required=True)
@@ -38,9 +49,37 @@ class RecordEnvelope(Schema):
     referral_identifier_system = fields.String(required=True, allow_none=True)
     workflow_status = fields.String(required=True, validate=validate.OneOf(STATES))
     cancellation_requested = fields.Boolean(required=True)
+    hub = fields.String(
+        required=True, allow_none=True, metadata={"description": '"*" every platform'}
+    )
     cursor = fields.String(required=True)
     received_at = fields.String(required=True)
+    contact = fields.Nested(ContactSummary, required=True)
     record = fields.Nested(ReferralRecord, required=True)
+
+
+class StoredOutcome(Schema):
+    """One outcome as stored: its sequence (the outcome feed's cursor), who posted it, when."""
+
+    seq = fields.String(required=True)
+    referral_id = fields.String(required=True)
+    platform = fields.String(required=True)
+    received_at = fields.String(required=True)
+    outcome = fields.Nested(OutcomeRecord, required=True)
+
+
+class OutcomeList(Schema):
+    """Every outcome stored for one referral, oldest first."""
+
+    items = fields.List(fields.Nested(StoredOutcome), required=True)
+
+
+class OutcomeFeed(Schema):
+    """A page of the outcome feed, the cursor to ask from next, and whether there is more."""
+
+    items = fields.List(fields.Nested(StoredOutcome), required=True)
+    next = fields.String(required=True)
+    more = fields.Boolean(required=True)
 
 
 class Feed(Schema):
@@ -94,3 +133,51 @@ class Health(Schema):
     )
     sources = fields.List(fields.String(), required=True)
     outbox = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class ReferralTaken(Schema):
+    """What a community referral post did: the record, its version and status, the reference
+    to quote, and what the mapping could not place (the same again for a resend)."""
+
+    id = fields.String(required=True)
+    reference = fields.String(
+        required=True, metadata={"description": "SP- and the record id's first 8 hex digits"}
+    )
+    version = fields.Integer(required=True)
+    status = fields.String(required=True)
+    diagnostics = fields.List(fields.Dict(), required=True)
+
+
+class EvidenceWellbeing(Schema):
+    """Change on one instrument: people, mean change, meaningful improvements (null withheld)."""
+
+    people = fields.Raw(required=True, metadata={"description": 'a count, or "<5"'})
+    mean_change = fields.Float(required=True, allow_none=True)
+    improved = fields.Raw(required=True, allow_none=True)
+    improved_share = fields.Float(required=True, allow_none=True)
+
+
+class EvidenceRow(Schema):
+    """One group's measures; counts from 1 to 4 are "<5", figures drawn from them null."""
+
+    group = fields.String(required=True)
+    received = fields.Raw(required=True, metadata={"description": 'a count, or "<5"'})
+    accepted = fields.Raw(required=True)
+    declined = fields.Raw(required=True)
+    completed = fields.Raw(required=True)
+    contacted = fields.Raw(required=True)
+    days_to_first_contact_median = fields.Float(required=True, allow_none=True)
+    days_to_first_contact_p90 = fields.Float(required=True, allow_none=True)
+    wellbeing = fields.Dict(keys=fields.String(), values=fields.Nested(EvidenceWellbeing))
+
+
+class EvidenceMeasures(Schema):
+    """A measure table for commissioners (docs/evidence.md)."""
+
+    grouping = fields.String(
+        required=True, validate=validate.OneOf(["period", "source", "practice", "pcn", "hub"])
+    )
+    since = fields.String(required=True, allow_none=True, data_key="from")
+    to = fields.String(required=True, allow_none=True)
+    suppressed_below = fields.Integer(required=True)
+    rows = fields.List(fields.Nested(EvidenceRow), required=True)

@@ -10,7 +10,8 @@ from typing import Any
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from gateway.channels import fhir, hl7v2, outcomes, records, service
+from gateway import console
+from gateway.channels import community, evidence, fhir, hl7v2, outcomes, records, refer, service
 from gateway.channels.http import fhir_response
 from gateway.config import load_config
 from gateway.errors import GatewayError
@@ -19,7 +20,7 @@ from gateway.fhir.outcome import from_error, from_http_status
 from gateway.hl7v2.limits import Limits
 from gateway.intake.fhir import ReferralIntake
 from gateway.intake.hl7v2 import V2Intake
-from gateway.intake.webhooks import webhook_hook
+from gateway.intake.journey import load_journey
 from gateway.mapping.engine import load_mappings
 from gateway.outbound.destinations import load_destinations
 from gateway.secret import secret_key
@@ -45,7 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     preload_elements()  # about 60 ms: paid at start-up, not by the first referral
     destinations = load_destinations(app.config["DESTINATIONS"], set(mappings))
     db = Database(app.config["DATABASE_URL"])
-    on_stored = webhook_hook(destinations)
+    journey = load_journey(app.config["ROUTING"], destinations)
     init_app(
         app,
         Services(
@@ -53,11 +54,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             mappings=mappings,
             destinations=destinations,
             keys=KeyRing(db),
-            intake=ReferralIntake(db, mappings, on_stored),
-            v2intake=V2Intake(db, mappings, on_stored, Limits.from_config(app.config)),
+            intake=ReferralIntake(db, mappings, journey),
+            v2intake=V2Intake(db, mappings, journey, Limits.from_config(app.config)),
+            journey=journey,
         ),
     )
-    for blueprint in (fhir.bp, hl7v2.bp, outcomes.bp, records.bp, service.bp):
+    for blueprint in (
+        fhir.bp,
+        hl7v2.bp,
+        outcomes.bp,
+        records.bp,
+        service.bp,
+        console.bp,
+        community.bp,
+        refer.bp,
+        evidence.bp,
+    ):
         app.register_blueprint(blueprint)
     _register_errors(app)
     app.after_request(_security_headers)
@@ -85,7 +97,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        return fhir_response(from_http_status(status, error.description or error.name), status)
+        # Keep the exception's own headers (a 405's Allow), not its HTML Content-Type.
+        kept = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        outcome = from_http_status(status, error.description or error.name)
+        return fhir_response(outcome, status, kept)
 
     @app.errorhandler(Exception)
     def fault(error: Exception) -> Response:

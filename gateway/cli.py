@@ -9,9 +9,13 @@ from typing import Any
 import click
 
 from gateway.commands import destinations_or_exit, mappings_or_exit
+from gateway.commands.assign import assign_command
 from gateway.commands.audit import audit_command
+from gateway.commands.evidence import evidence
+from gateway.commands.importing import import_command
 from gateway.commands.keys import db, keys
 from gateway.commands.outbox import outbox, worker
+from gateway.commands.reprocess import reprocess_command
 from gateway.commands.route import route_command
 from gateway.config import ROOT, load_config
 from gateway.golden import compare, fixtures, render, translate_file
@@ -24,8 +28,19 @@ def main() -> None:
     """Social prescribing interoperability gateway."""
 
 
-for command in (route_command, audit_command, worker, outbox, db, keys):
+for command in (
+    route_command,
+    assign_command,
+    audit_command,
+    import_command,
+    worker,
+    outbox,
+    db,
+    keys,
+    evidence,
+):
     main.add_command(command)
+main.add_command(reprocess_command)
 
 
 @main.command()
@@ -150,8 +165,8 @@ def pull(source: str, once: bool, no_migrate: bool) -> None:
     import threading
 
     from gateway.intake.fhir import ReferralIntake
+    from gateway.intake.journey import load_journey
     from gateway.intake.pull import Poller
-    from gateway.intake.webhooks import webhook_hook
 
     config = load_config()
     logging.basicConfig(level=config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(message)s")
@@ -165,7 +180,7 @@ def pull(source: str, once: bool, no_migrate: bool) -> None:
     database = Database(config["DATABASE_URL"])
     if not no_migrate:
         upgrade(database)
-    intake = ReferralIntake(database, mappings, webhook_hook(destinations))
+    intake = ReferralIntake(database, mappings, load_journey(config["ROUTING"], destinations))
     poller = Poller(intake, target)
     if once:
         taken = poller.poll_once()

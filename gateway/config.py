@@ -38,8 +38,16 @@ DEFAULTS: dict[str, Any] = {
     # every worker process on the machine.
     "SECRET_KEY": "",
     "SECRET_KEY_FILE": str(ROOT / "var" / "secret.key"),
+    # The /refer self-referral form (docs/community.md): form posts accepted per client
+    # address per window of seconds (each worker process counts its own), and the largest form.
+    "REFER_RATE_LIMIT": 10,
+    "REFER_RATE_WINDOW": 900,
+    "REFER_MAX_BYTES": 32 * 1024,
     # Which link-worker platform gets each referral: a routing YAML file (docs/routing.md).
     "ROUTING": "",
+    # Keys the evaluation export's pseudonyms (HMAC of the NHS number); at least 32 bytes, or
+    # no export (docs/evidence.md).
+    "EVIDENCE_SECRET": "",
     # Run an outbox worker thread inside each `gateway serve` worker process.
     "OUTBOX_IN_SERVE": 1,
     # Seconds an outbox claim holds an item unless the delivering worker renews it (it does,
@@ -57,6 +65,22 @@ DEFAULTS: dict[str, Any] = {
     "MLLP_MAX_CONNECTIONS": 64,
     "MLLP_FRAME_TIMEOUT": 30,
     "MLLP_MAX_CONNECTIONS_PER_SOURCE": 16,
+    # MLLP over TLS (docs/hl7v2.md, "Secure MLLP"): our certificate and key (PEM; empty: plain
+    # MLLP), the CA of senders' certificates, and whether a sender must present one (1).
+    "MLLP_TLS_CERT": "",
+    "MLLP_TLS_KEY": "",
+    "MLLP_TLS_CLIENT_CA": "",
+    "MLLP_TLS_REQUIRE_CLIENT_CERT": 0,
+    # Sender addresses per source: "gp-v2=10.1.0.0/16,192.0.2.7;*=10.0.0.0/8", or a file of
+    # "source address" lines. A source with no entry (and no "*") takes any address.
+    "MLLP_ALLOW": "",
+    # Prometheus metrics (docs/operations.md, "Metrics"): 0 turns counting and /metrics off.
+    # Every process counts into its role's folder under METRICS_DIR. /metrics answers the
+    # addresses in METRICS_SCRAPERS without a key, else a bearer METRICS_TOKEN or admin key.
+    "METRICS": 1,
+    "METRICS_DIR": str(ROOT / "var" / "metrics"),
+    "METRICS_SCRAPERS": "127.0.0.1,::1",
+    "METRICS_TOKEN": "",
     # HL7 v2 limits, checked while parsing: segments in a message, repetitions of one field,
     # characters in one field (all repetitions). Over one, the message is answered AE.
     "V2_MAX_SEGMENTS": 1000,
@@ -65,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
 }
 _INTS = {
     "MAX_BODY_BYTES",
+    "REFER_RATE_LIMIT",
+    "REFER_RATE_WINDOW",
+    "REFER_MAX_BYTES",
     "MAX_PAGE",
     "PORT",
     "WORKERS",
@@ -75,6 +102,8 @@ _INTS = {
     "MLLP_MAX_CONNECTIONS",
     "MLLP_FRAME_TIMEOUT",
     "MLLP_MAX_CONNECTIONS_PER_SOURCE",
+    "MLLP_TLS_REQUIRE_CLIENT_CERT",
+    "METRICS",
     "OUTBOX_IN_SERVE",
     "OUTBOX_LEASE_SECONDS",
     "OUTBOX_STALL_SECONDS",

@@ -13,6 +13,7 @@ import orjson
 from gateway.errors import GatewayError
 from gateway.fhir.outcome import from_error
 from gateway.hl7v2.ack import ack_code
+from gateway.intake.community import translate_document
 from gateway.intake.fhir import translate_message
 from gateway.intake.hl7v2 import translate_v2
 from gateway.mapping.engine import Mapping
@@ -59,10 +60,13 @@ def content_type_for(path: Path) -> str:
 
 def translate_file(mappings: dict[str, Mapping], source: str, path: Path) -> tuple[str, Any]:
     """("record", record) or ("outcome", {status, [ack,] outcome}) for one message file."""
-    v2 = mappings[source].compiled.format == "hl7v2"
+    message_format = mappings[source].compiled.format
+    v2 = message_format == "hl7v2"
     try:
         if v2:
             _, record = translate_v2(mappings, source, path.read_bytes())
+        elif message_format == "json":
+            _, record = translate_document(mappings, source, path.read_bytes(), None)
         else:
             _, record, _ = translate_message(
                 mappings, source, path.read_bytes(), content_type_for(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ from gateway.hl7v2.er7 import parse, read_header
 from gateway.hl7v2.limits import Limits
 from gateway.hl7v2.message import V2Message
 from gateway.hl7v2.mllp import FrameTooLarge, MllpServer
+from gateway.hl7v2.mllp_security import (
+    MllpSecurityError,
+    allow_list_for,
+    allow_lists,
+    server_context,
+)
 from gateway.intake.hl7v2 import MEDIA_TYPE, V2Intake
-from gateway.intake.webhooks import webhook_hook
+from gateway.intake.journey import load_journey
 from gateway.mapping.engine import load_mappings
+from gateway.metrics_dir import start_counting
 from gateway.outbound.destinations import load_destinations
 from gateway.store.database import Database
 
@@ -63,6 +71,19 @@ def oversize_ack(intake: V2Intake, source: str, limit: int, prefix: bytes) -> by
         return build_ack(read_header(prefix), error)
 
 
+def tls_context(config: dict[str, Any]) -> ssl.SSLContext | None:
+    """The listeners' TLS from MLLP_TLS_*; None (plain MLLP) when no certificate is set."""
+    certificate = str(config["MLLP_TLS_CERT"])
+    client_ca = str(config["MLLP_TLS_CLIENT_CA"]) or None
+    require = bool(int(config["MLLP_TLS_REQUIRE_CLIENT_CERT"]))
+    if not certificate:
+        if config["MLLP_TLS_KEY"] or client_ca or require:
+            raise MllpSecurityError("MLLP_TLS_KEY and MLLP_TLS_CLIENT_CA need MLLP_TLS_CERT")
+        return None
+    key = str(config["MLLP_TLS_KEY"]) or certificate  # the key may be in the certificate file
+    return server_context(certificate, key, client_ca, require)
+
+
 def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> list[MllpServer]:
     """One MLLP server per source, sharing one store and one set of mappings."""
     mappings = load_mappings(Path(config["MAPPINGS_DIR"]))
@@ -73,10 +94,12 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
     intake = V2Intake(
         Database(config["DATABASE_URL"]),
         mappings,
-        webhook_hook(destinations),
+        load_journey(config["ROUTING"], destinations),
         Limits.from_config(config),
     )
     limit = int(config["MAX_BODY_BYTES"])
+    tls = tls_context(config)
+    allowed = allow_lists(str(config["MLLP_ALLOW"]))
     servers = []
     for source, port in listen.items():
 
@@ -98,6 +121,9 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
                 max_frame_bytes=limit,
                 max_connections=int(config["MLLP_MAX_CONNECTIONS"]),
                 max_per_source=int(config["MLLP_MAX_CONNECTIONS_PER_SOURCE"]),
+                name=source,
+                tls=tls,
+                allow=allow_list_for(allowed, source),
             )
         )
     return servers
@@ -105,6 +131,7 @@ def build_servers(config: dict[str, Any], listen: dict[str, int], host: str) -> 
 
 def run(config: dict[str, Any], listen: dict[str, int], host: str) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    start_counting(config, "mllp")
     servers = build_servers(config, listen, host)
     settle_heap()
     stop = threading.Event()

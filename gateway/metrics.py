@@ -2,8 +2,9 @@
 
 The gunicorn workers, the outbox workers and the MLLP process each count into files under
 ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode), which
-``gateway.metrics_dir.prepare`` sets before this module is first imported; ``/metrics`` in
-any web worker adds them all up. Without that directory (a test, ``gateway translate``)
+``gateway.metrics_dir.prepare`` sets before this module is first imported: one folder per
+process role under GATEWAY_METRICS_DIR, and ``/metrics`` in any web worker adds up the files
+of every role. Without that directory (a test, ``gateway translate``)
 counting works within the process. Labels carry source, channel, outcome and destination
 names only: never a message's content.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -64,6 +66,14 @@ MLLP_CONNECTIONS = Gauge(
     ["source"],
     multiprocess_mode="livesum",
 )
+MLLP_OPENED = Counter(
+    "gateway_mllp_connections_opened", "MLLP connections served, by source", ["source"]
+)
+MLLP_REFUSED = Counter(
+    "gateway_mllp_connections_refused",
+    "MLLP connections refused, by source and reason (busy, shutdown, address, tls)",
+    ["source", "reason"],
+)
 
 
 def process_ended(pid: int) -> None:
@@ -93,14 +103,18 @@ class OutboxCollector(Collector):
         yield age
 
 
-def exposition(outbox: OutboxCollector | None = None) -> tuple[bytes, str]:
+def exposition(
+    outbox: OutboxCollector | None = None, root: str | Path | None = None
+) -> tuple[bytes, str]:
     """The text ``/metrics`` answers: every process's counts (or this one's) and the outbox.
 
-    A fresh registry per scrape, so concurrent scrapes never share (or change) one.
+    In multiprocess mode, the files of this process's folder and of every role's folder
+    under ``root``. A fresh registry per scrape, so concurrent scrapes never share one.
     """
     registry = CollectorRegistry()
-    if os.environ.get(ENV):
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    own = os.environ.get(ENV)
+    if own:
+        registry.register(_Files(own, root))
     else:
         registry.register(_ThisProcess())
     if outbox is not None:
@@ -114,3 +128,19 @@ class _ThisProcess(Collector):
     def collect(self) -> Iterable[Any]:
         """Whatever the default registry holds now."""
         return REGISTRY.collect()
+
+
+class _Files(Collector):
+    """The sum of every counting file of this process's folder and ``root``'s role folders."""
+
+    def __init__(self, own: str, root: str | Path | None) -> None:
+        self.own = Path(own)
+        self.root = Path(root) if root else None
+
+    def collect(self) -> Iterable[Any]:
+        """Merged from the files as they are now (a process may start or end meanwhile)."""
+        files = set(self.own.glob("*.db"))
+        if self.root is not None:
+            files.update(self.root.glob("*/*.db"))
+        merged = MultiProcessCollector.merge(sorted(map(str, files)), accumulate=True)  # type: ignore[no-untyped-call]
+        return cast(Iterable[Any], merged)

@@ -16,14 +16,22 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from gateway import __version__
 from gateway.api_schemas import (
     DeadLetters,
+    EvidenceMeasures,
     Feed,
     Health,
     OperationOutcome,
+    OutcomeFeed,
+    OutcomeList,
     OutcomeTaken,
     RecordEnvelope,
+    ReferralTaken,
     Replayed,
 )
+from gateway.openapi_rules import add_rules
 from gateway.record.outcome import OutcomeRecord
+
+#: The media type of every error answer (gateway.channels.http.fhir_response).
+_FHIR_JSON = "application/fhir+json"
 
 _ERRORS = {
     "400": "The request is malformed; the OperationOutcome names the element",
@@ -44,11 +52,14 @@ def _answers(ok: dict[str, tuple[str, str]], errors: tuple[str, ...]) -> dict[st
         for code, (words, schema) in ok.items()
     }
     for code in errors:
-        out[code] = {
-            "description": _ERRORS[code],
-            "content": {"application/json": {"schema": "OperationOutcome"}},
-        }
+        out[code] = {"description": _ERRORS[code], "content": error_content()}
     return out
+
+
+def error_content() -> dict[str, Any]:
+    """An error's body: an OperationOutcome, sent as application/fhir+json (application/json
+    listed too, for clients that look only there)."""
+    return {media: {"schema": "OperationOutcome"} for media in (_FHIR_JSON, "application/json")}
 
 
 def _query(name: str, words: str, minimum: int, maximum: int | None = None) -> dict[str, Any]:
@@ -97,9 +108,13 @@ def document(max_page: int = 500) -> dict[str, Any]:
         ("Feed", Feed),
         ("OutcomeRecord", OutcomeRecord),
         ("OutcomeTaken", OutcomeTaken),
+        ("OutcomeList", OutcomeList),
+        ("OutcomeFeed", OutcomeFeed),
         ("DeadLetters", DeadLetters),
         ("Replayed", Replayed),
         ("Health", Health),
+        ("ReferralTaken", ReferralTaken),
+        ("EvidenceMeasures", EvidenceMeasures),
     ):
         spec.components.schema(name, schema=schema)
     key: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -151,6 +166,51 @@ def document(max_page: int = 500) -> dict[str, Any]:
                     },
                     ("400", "401", "403", "404", "409", "413", "422", "503"),
                 ),
+            },
+            "get": {
+                "summary": "Every outcome stored for the referral, oldest first (platform key)",
+                "security": key,
+                "responses": _answers(
+                    {"200": ("The outcomes", "OutcomeList")}, ("401", "403", "404", "503")
+                ),
+            },
+        },
+    )
+    spec.path(
+        "/outcomes",
+        operations={
+            "get": {
+                "summary": "Outcomes after a cursor for referrals routed to you (platform key)",
+                "security": key,
+                "parameters": [
+                    _query("since", "The cursor from the last page (0 from the start)", 0, 2**62),
+                    _query("limit", "Outcomes per page", 1, max_page),
+                ],
+                "responses": _answers(
+                    {"200": ("A page of outcomes", "OutcomeFeed")}, ("400", "401", "403", "503")
+                ),
+            }
+        },
+    )
+    spec.path(
+        "/evidence/measures",
+        operations={
+            "get": {
+                "summary": "Measures for commissioners, small counts suppressed (admin or"
+                " commissioner key); the export is GET /evidence/export (docs/evidence.md)",
+                "security": key,
+                "parameters": [
+                    {"name": n, "in": "query", "description": w, "schema": {"type": "string"}}
+                    for n, w in (
+                        ("from", "First day received, YYYY-MM-DD (included)"),
+                        ("to", "Last day received, YYYY-MM-DD (included)"),
+                        ("by", "period, source, practice, pcn or hub (default period)"),
+                    )
+                ],
+                "responses": _answers(
+                    {"200": ("The measure table", "EvidenceMeasures")},
+                    ("400", "401", "403", "503"),
+                ),
             }
         },
     )
@@ -180,6 +240,33 @@ def document(max_page: int = 500) -> dict[str, Any]:
         },
     )
     spec.path(
+        "/community/referrals",
+        operations={
+            "post": {
+                "summary": "A community partner's referral, one JSON object (community source key)",
+                "security": key,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            # The shape of docs/community.md, from the file that checks it.
+                            "schema": {
+                                "x-json-schema-file": "mappings/community/referral.schema.json"
+                            }
+                        }
+                    },
+                },
+                "responses": _answers(
+                    {
+                        "201": ("Stored", "ReferralTaken"),
+                        "200": ("Already held (a resend, or the same content)", "ReferralTaken"),
+                    },
+                    ("400", "401", "403", "404", "409", "413", "422", "503"),
+                ),
+            }
+        },
+    )
+    spec.path(
         "/healthz",
         operations={
             "get": {
@@ -198,4 +285,4 @@ def document(max_page: int = 500) -> dict[str, Any]:
         },
     )
     built: dict[str, Any] = spec.to_dict()
-    return built
+    return add_rules(built)

@@ -13,6 +13,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.heap import settle_heap
 from gateway.http_front import buffering_worker
+from gateway.metrics_dir import start_counting
 from gateway.services import attach_outbox_worker, services
 
 
@@ -72,6 +73,13 @@ def keepalive_cap(limit: int) -> Callable[[Any, Any], None]:
     return cap
 
 
+def worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit`` hook: a dead worker's open-connection gauges stop counting."""
+    from gateway.metrics import process_ended
+
+    process_ended(worker.pid)
+
+
 def control_socket_options(path: str, known: Container[str]) -> dict[str, Any]:
     """gunicorn's control socket settings: at ``path`` when one is given, else none at all.
 
@@ -99,6 +107,7 @@ def run(
     control socket only at ``control_socket`` (default: GATEWAY_CONTROL_SOCKET, empty: none).
     A request not whole within GATEWAY_REQUEST_TIMEOUT seconds is answered 408."""
     config = load_config()
+    start_counting(config, "serve")  # before gunicorn forks the workers
     if control_socket is None:
         control_socket = str(config["CONTROL_SOCKET"])
     _Gunicorn(
@@ -118,5 +127,6 @@ def run(
             # The access log carries paths and statuses only: no bodies, no patient data.
             "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
             "pre_request": keepalive_cap(keepalive_requests),
+            "child_exit": worker_exited,
         }
     ).run()

@@ -11,6 +11,7 @@ from flask import Flask, current_app
 if TYPE_CHECKING:
     from gateway.intake.fhir import ReferralIntake
     from gateway.intake.hl7v2 import V2Intake
+    from gateway.intake.journey import Journey
     from gateway.mapping.engine import Mapping
     from gateway.outbound.destinations import Destinations
     from gateway.outbound.supervisor import Supervisor
@@ -30,6 +31,8 @@ class Services:
     keys: KeyRing
     intake: ReferralIntake
     v2intake: V2Intake
+    #: Routing, consent and what a new version queues; every intake of this app shares it.
+    journey: Journey
     #: The outbox worker running in this process, when ``gateway serve`` runs one.
     outbox_worker: Supervisor | None = None
 

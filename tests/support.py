@@ -140,3 +140,34 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     pytest.fail("gateway serve did not become healthy within 60 s")
+
+
+def make_dead_letter(db: Any, referral_id: str, destination: str, key: str) -> int:
+    """One outbox item queued, claimed and given up on, as a worker would; its id."""
+    from datetime import timedelta
+
+    from gateway.outbound import queue
+    from gateway.store import outbox
+
+    with db.writing() as conn:
+        outbox.enqueue(
+            conn,
+            referral_id=referral_id,
+            destination=destination,
+            kind="webhook",
+            key=key,
+            payload={"referral_id": referral_id},
+        )
+    claimed = outbox.claim(db, timedelta(seconds=60))
+    assert claimed is not None and claimed.destination == destination
+    queue.dead_letter(db, claimed.id, "HTTP 503", "unavailable", attempt=claimed.attempts)
+    return claimed.id
+
+
+def summary_row(output: str, label: str) -> int:
+    """The count on row ``label`` of a job's summary table (0 when the row is absent)."""
+    for line in output.splitlines():
+        name, _, count = line.rpartition("  ")
+        if name.strip() == label and count.strip().isdigit():
+            return int(count)
+    return 0

@@ -44,7 +44,7 @@ def test_translate_refuses_an_unknown_source() -> None:
 def test_check_mappings_passes_on_the_repository() -> None:
     result = run("check-mappings")
     assert result.exit_code == 0, result.output
-    assert "source mappings valid: emis-web, gp-v2," in result.output
+    assert "source mappings valid: community, emis-web, gp-v2," in result.output
     assert f"{len(ALL)} passed, 0 failed" in result.output
 
 

@@ -34,10 +34,11 @@ def _errors(name: str, body: Any) -> list[str]:
 def test_the_document_is_openapi_3_1_with_every_path() -> None:
     spec = document()
     assert spec["openapi"] == "3.1.0"
-    assert set(spec["paths"]) == {
+    assert set(spec["paths"]) >= {
         "/records/{record_id}",
         "/records",
         "/referrals/{referral_id}/outcomes",
+        "/outcomes",
         "/outbox/dead",
         "/outbox/{item_id}/replay",
         "/healthz",
@@ -77,6 +78,9 @@ def test_real_answers_conform(gateway: Gateway) -> None:
     )
     assert answer.status_code == 201, answer.get_data(as_text=True)
     assert _errors("OutcomeTaken", answer.get_json()) == []
+    read_back = gateway.get(f"/referrals/{record_id}/outcomes").get_json()
+    assert _errors("OutcomeList", read_back) == [] and len(read_back["items"]) == 1
+    assert _errors("OutcomeFeed", gateway.get("/outcomes").get_json()) == []
     assert _errors("Health", gateway.client.get("/healthz").get_json()) == []
 
 

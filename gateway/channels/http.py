@@ -1,4 +1,5 @@
-"""Helpers shared by the HTTP channels: bounded body reading and FHIR JSON responses."""
+"""Helpers shared by the HTTP channels: bounded body reading, JSON answers, query numbers,
+the audit trail's actor."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 import orjson
 from flask import Response, current_app, request
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import InvalidMessage, PayloadTooLarge
 from gateway.intake.pipeline import KEPT_PREFIX
+from gateway.store.audit import Actor
+from gateway.store.keys import Principal
 
 FHIR_JSON = "application/fhir+json"
 
@@ -48,3 +51,18 @@ def fhir_response(
     return Response(
         orjson.dumps(resource), status=status, mimetype=FHIR_JSON, headers=headers or {}
     )
+
+
+def actor(principal: Principal) -> Actor:
+    """The audit trail's actor for a key's principal, with the caller's address."""
+    return Actor(principal.kind, principal.name, request.remote_addr)
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within bounds, else a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidMessage(f"{name} must be a whole number from {low} to {high}", expression=name)
+    return int(raw)

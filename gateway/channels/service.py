@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import orjson
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
 from gateway.auth import presented_key
-from gateway.errors import StoreUnavailable
+from gateway.errors import Forbidden, NotFound, StoreUnavailable, Unauthenticated
 from gateway.outbound.supervisor import delivery_stalled
 from gateway.record.schema import record_json_schema
 from gateway.services import current_services
@@ -98,3 +98,37 @@ def readyz() -> Response:
     ready = all(checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(orjson.dumps(body), status=200 if ready else 503, mimetype="application/json")
+
+
+@bp.get("/metrics")
+def metrics_page() -> Response:
+    """Prometheus text: every process's counts and the outbox by state (docs/operations.md,
+    "Metrics"); open to METRICS_SCRAPERS, else the metrics token or an admin key."""
+    from gateway import metrics
+    from gateway.metrics_access import may_scrape
+    from gateway.store.outbox_ages import state_ages
+
+    config = current_app.config
+    if not int(config["METRICS"]):
+        raise NotFound("metrics are turned off (GATEWAY_METRICS=0)")
+    attached = current_services()
+
+    def is_admin(key: str) -> bool:
+        principal = attached.keys.lookup(key)
+        return principal is not None and principal.kind == "admin"
+
+    settings = (str(config["METRICS_SCRAPERS"]), str(config["METRICS_TOKEN"]))
+    allowed = may_scrape(request.remote_addr, presented_key(), settings, is_admin)
+    if allowed is None:
+        raise Unauthenticated("the metrics token or an admin key is required")
+    if not allowed:
+        raise Forbidden("this key may not read the metrics")
+
+    def outbox() -> list[tuple[str, int, float | None]]:
+        try:
+            return state_ages(attached.db)
+        except StoreUnavailable:
+            return []  # the rest of the page still answers; /readyz says the store is away
+
+    body, kind = metrics.exposition(metrics.OutboxCollector(outbox), config["METRICS_DIR"])
+    return Response(body, mimetype=None, content_type=kind)

@@ -25,25 +25,32 @@ def db_upgrade(revision: str) -> None:
 
 @click.group("keys")
 def keys() -> None:
-    """API keys for source systems and link-worker platforms."""
+    """API keys for source systems, link-worker platforms, operators and console viewers."""
 
 
 @keys.command("create")
 @click.option("--source", default=None, help="A source system (a mappings/ folder).")
 @click.option("--platform", default=None, help="A link-worker platform name.")
-@click.option("--admin", default=None, help="An operator (dead letters, replay).")
+@click.option("--admin", default=None, help="An operator (dead letters, replay, console).")
+@click.option("--viewer", default=None, help="A console user who may look but not act.")
 @click.option("--label", default=None, help="A note to recognise the key by.")
 def keys_create(
-    source: str | None, platform: str | None, admin: str | None, label: str | None
+    source: str | None,
+    platform: str | None,
+    admin: str | None,
+    viewer: str | None,
+    label: str | None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    if sum(bool(x) for x in (source, platform, admin)) != 1:
-        raise click.UsageError("give exactly one of --source, --platform or --admin")
+    owners = {"source": source, "platform": platform, "admin": admin, "viewer": viewer}
+    named = [(kind, name) for kind, name in owners.items() if name]
+    if len(named) != 1:
+        raise click.UsageError(
+            "give exactly one of --source, --platform or --admin (or --viewer, a console viewer)"
+        )
     if source and source not in mappings_or_exit(None):
         raise click.ClickException(f"no mapping for source {source!r}")
-    kind, name = (
-        ("source", source) if source else ("platform", platform) if platform else ("admin", admin)
-    )
+    kind, name = named[0]
     store = database()
     upgrade(store)
     key = key_store.create_key(store, kind, str(name), label)
@@ -63,14 +70,21 @@ def keys_list() -> None:
 @click.option("--source", default=None, help="Every key of this source.")
 @click.option("--platform", default=None, help="Every key of this platform.")
 @click.option("--admin", default=None, help="Every key of this operator.")
+@click.option("--viewer", default=None, help="Every key of this console viewer.")
 def keys_revoke(
-    key_id: int | None, source: str | None, platform: str | None, admin: str | None
+    key_id: int | None,
+    source: str | None,
+    platform: str | None,
+    admin: str | None,
+    viewer: str | None,
 ) -> None:
     """Revoke one key (--id, to rotate without a gap) or every key of one owner."""
-    owners = {"source": source, "platform": platform, "admin": admin}
+    owners = {"source": source, "platform": platform, "admin": admin, "viewer": viewer}
     named = [(kind, name) for kind, name in owners.items() if name is not None]
     if (key_id is not None) + len(named) != 1:
-        raise click.UsageError("give exactly one of --id, --source, --platform or --admin")
+        raise click.UsageError(
+            "give exactly one of --id, --source, --platform, --admin or --viewer"
+        )
     store = database()
     if key_id is not None:
         count = key_store.revoke_keys(store, key_id=key_id)

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from gateway.hl7v2.framing import minimal_ack
 from gateway.hl7v2.mllp_connection import Connection, fault_site
 from gateway.hl7v2.mllp_rejections import Rejection, Rejections
+from gateway.hl7v2.mllp_security import AllowList
+from gateway.metrics_hooks import mllp_refused
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class MllpServer:
         max_per_source: int | None = None,
         reject_wait: float = 2.0,
         max_rejections: int = 128,
+        name: str = "",
+        tls: ssl.SSLContext | None = None,
+        allow: AllowList | None = None,
     ) -> None:
         if idle_timeout <= 0 or frame_timeout <= 0 or reject_wait <= 0:
             raise ValueError("idle_timeout, frame_timeout and reject_wait must be positive")
@@ -87,6 +93,12 @@ class MllpServer:
         self.max_per_source = max_per_source
         self.reject_wait = reject_wait
         self.max_rejections = max_rejections
+        #: The source this port is for: what metrics and refusal logs name.
+        self.name = name
+        #: TLS for every connection (the handshake runs in the connection's thread), or None.
+        self.tls = tls
+        #: The sender addresses this port (this source) accepts; others are closed at once.
+        self.allow = allow or AllowList()
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -238,6 +250,17 @@ class MllpServer:
         """Serve the connection in its own thread, or reject it when over a limit."""
         address = _peer_text(peer)
         host = _peer_host(peer)
+        if not self.allow.permits(host):
+            # Not a sender of this source: no ACK, no thread; its address (never content).
+            log.warning(
+                "MLLP connection from %s refused: address not allowed for %s",
+                address,
+                self.name or "this port",
+            )
+            mllp_refused(self.name, "address")
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
         reason = ""
         connection: Connection | None = None
         with self._lock:
@@ -261,6 +284,7 @@ class MllpServer:
                 connection = Connection(self, sock, address, host, self._numbers)
                 self._connections.add(connection)
         if connection is None:
+            mllp_refused(self.name, "shutdown" if self._stopping.is_set() else "busy")
             self._rejections.add(sock, address, reason)
             return
         try:

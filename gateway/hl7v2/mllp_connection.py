@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Protocol
@@ -17,6 +18,7 @@ from gateway.hl7v2.mllp_limits import (
     RECV_BYTES,
     TIMEOUT_SLACK,
 )
+from gateway.metrics_hooks import mllp_closed, mllp_opened, mllp_refused
 
 log = logging.getLogger("gateway.hl7v2.mllp")
 
@@ -41,6 +43,8 @@ class ConnectionOwner(Protocol):
     max_frame_bytes: int
     idle_timeout: float
     frame_timeout: float
+    name: str
+    tls: ssl.SSLContext | None
 
     @property
     def stopping(self) -> bool:
@@ -113,8 +117,14 @@ class Connection:
             server.active_connections(),
         )
         reason = "error"
+        opened = False
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if server.tls is not None and not self._handshake(server.tls):
+                reason = "refused: TLS handshake failed"
+                return
+            mllp_opened(server.name)
+            opened = True
             reason = self._serve()
         except TimeoutError:
             reason = "send timed out (peer not reading)"
@@ -125,6 +135,8 @@ class Connection:
         finally:
             self.close()
             server.release(self)
+            if opened:
+                mllp_closed(server.name)
             codes = " ".join(f"{code}={count}" for code, count in sorted(self.codes.items()))
             log.info(
                 "MLLP connection %d from %s closed (%s): %d frames, %d bytes in, "
@@ -138,6 +150,29 @@ class Connection:
                 codes,
                 time.monotonic() - started,
             )
+
+    def _handshake(self, context: ssl.SSLContext) -> bool:
+        """TLS on this socket within the frame timeout; False (logged and counted) if it fails:
+        no certificate when one is required, one not signed by the client CA, plain MLLP."""
+        with self._sock_lock:
+            if self._closed:
+                return False
+            self.sock = context.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+        self._set_timeout(self.server.frame_timeout)
+        try:
+            self.sock.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
+            log.warning(
+                "MLLP connection %d from %s refused: TLS handshake failed (%s)",
+                self.number,
+                self.peer,
+                getattr(exc, "reason", None) or type(exc).__name__,
+            )
+            mllp_refused(self.server.name, "tls")
+            return False
+        return True
 
     def _set_timeout(self, seconds: float, slack: float = 0.0) -> None:
         """Set the socket's timeout, unless the one set is at most ``slack`` s longer."""

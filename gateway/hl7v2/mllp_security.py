@@ -76,3 +76,40 @@ def server_context(
     elif require_client:
         raise MllpSecurityError("client certificates are required but no client CA is given")
     return context
+
+
+def allow_lists(setting: str) -> dict[str, AllowList]:
+    """Each source's allow-list from MLLP_ALLOW: inline ``gp-v2=10.1.0.0/16,192.0.2.7;*=10.0.0.0/8``
+    or the path of a file of ``source address[,address...]`` lines (``#`` starts a comment).
+
+    ``*`` is the list of every source without its own entry; with no entry at all a source
+    takes any address. An entry with no address is an error, not "everyone".
+    """
+    text = setting.strip()
+    if not text:
+        return {}
+    if "=" not in text:
+        try:
+            with open(text, encoding="utf-8") as handle:
+                lines = [line.split("#", 1)[0].split(None, 1) for line in handle]
+        except OSError as exc:
+            raise MllpSecurityError(f"cannot read MLLP_ALLOW {text}: {exc.strerror}") from None
+        pairs = [(line[0], line[1] if len(line) > 1 else "") for line in lines if line]
+    else:  # inline
+        pairs = []
+        for item in text.split(";"):
+            source, _, addresses = item.partition("=")
+            if item.strip():
+                pairs.append((source, addresses))
+    lists: dict[str, list[str]] = {}
+    for source, addresses in pairs:
+        entries = [entry for entry in addresses.replace(",", " ").split() if entry]
+        if not entries:
+            raise MllpSecurityError(f"MLLP_ALLOW names {source.strip()!r} with no address")
+        lists.setdefault(source.strip(), []).extend(entries)
+    return {source: AllowList.parse(entries) for source, entries in lists.items()}
+
+
+def allow_list_for(lists: dict[str, AllowList], source: str) -> AllowList:
+    """The source's own list, else the ``*`` list, else one that takes any address."""
+    return lists.get(source) or lists.get("*") or AllowList()

@@ -14,10 +14,11 @@ from typing import Any
 from gateway.errors import GatewayError, InvalidMessage, NotSupported
 from gateway.fhir.body import decode_body
 from gateway.fhir.structure import check_resource
+from gateway.intake.journey import Journey
 from gateway.intake.pipeline import InboundMessage, Pipeline, Steps
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
-from gateway.store.referrals import OnStored, Stored
+from gateway.store.referrals import Stored
 
 BARS_EVENTS = "https://fhir.nhs.uk/CodeSystem/message-events-bars"
 BARS_REQUEST = "servicerequest-request"
@@ -149,6 +150,15 @@ def translate_message(
     return resource, mapping.translate(resource), shape
 
 
+def _sender_id_of(message: InboundMessage) -> str | None:
+    """The sender's id of a refused message whose body decodes, else None (best effort)."""
+    try:
+        resource = decode_body(message.body, message.content_type)
+        return source_message_id(resource) if isinstance(resource, dict) else None
+    except Exception:  # a body too broken to read has no id to keep
+        return None
+
+
 class _FhirSteps(Steps):
     """One FHIR message's translation, keeping the parsed resource for the answer."""
 
@@ -164,9 +174,14 @@ class _FhirSteps(Steps):
     def translate(self) -> dict[str, Any]:
         """Decode, check and map the message; its sender's id is noted on the message."""
         message = self.message
-        resource, record, shape = translate_message(
-            self.mappings, message.source, message.body, message.content_type, self.expected
-        )
+        try:
+            resource, record, shape = translate_message(
+                self.mappings, message.source, message.body, message.content_type, self.expected
+            )
+        except GatewayError:
+            # Kept with the refusal, so an operator finds the message by the sender's id.
+            message.source_message_id = _sender_id_of(message)
+            raise
         message.source_message_id = source_message_id(resource)
         self.resource, self.shape = resource, shape
         return record
@@ -176,9 +191,9 @@ class ReferralIntake:
     """Receives FHIR referrals for every source with a mapping, through the pipeline."""
 
     def __init__(
-        self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
+        self, db: Database, mappings: dict[str, Mapping], journey: Journey | None = None
     ) -> None:
-        self.pipeline = Pipeline(db, mappings, on_stored)
+        self.pipeline = Pipeline(db, mappings, journey)
 
     @property
     def db(self) -> Database:

@@ -9,6 +9,7 @@ MSH-10) is claimed, so a resend gets the original ACK and stores nothing new.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidMessage, NotSupported
@@ -18,10 +19,10 @@ from gateway.hl7v2.er7 import envelope, parse, read_header, require_type
 from gateway.hl7v2.limits import DEFAULT_LIMITS, Limits
 from gateway.hl7v2.message import V2Message
 from gateway.hl7v2.strict import validate_structure
-from gateway.intake.pipeline import InboundMessage, Pipeline, Steps
+from gateway.intake.journey import Journey
+from gateway.intake.pipeline import InboundMessage, Outcome, Pipeline, Steps
 from gateway.mapping.engine import Mapping
 from gateway.store.database import Database
-from gateway.store.referrals import OnStored
 
 MEDIA_TYPE = "x-application/hl7-v2+er7"
 
@@ -94,10 +95,10 @@ class V2Intake:
         self,
         db: Database,
         mappings: dict[str, Mapping],
-        on_stored: OnStored | None = None,
+        journey: Journey | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.pipeline = Pipeline(db, mappings, on_stored)
+        self.pipeline = Pipeline(db, mappings, journey)
         #: HL7 v2 limits (segments, repetitions, field length), from the configuration.
         self.limits = limits
 
@@ -114,12 +115,19 @@ class V2Intake:
 
     def handle(self, source: str, raw: bytes, channel: str) -> bytes:
         """The ACK for one message; a refusal is an ACK, never an exception."""
+        response = self.take(source, raw, channel).response
+        if response is None:  # pragma: no cover - take always answers
+            raise RuntimeError("the pipeline gave no ACK")
+        return response
+
+    def take(self, source: str, raw: bytes, channel: str) -> Outcome:
+        """What the pipeline did with one message (stored or refused), with its ACK."""
         message = InboundMessage(channel=channel, source=source, body=raw, content_type=MEDIA_TYPE)
         steps = _V2Steps(self.pipeline.mappings, self.limits, message)
         outcome = self.pipeline.take(message, steps)
-        if outcome.response is not None:
-            return outcome.response
-        return steps.answer(outcome.error)  # pragma: no cover - every v2 step answers
+        if outcome.response is None:  # pragma: no cover - every v2 step answers
+            return replace(outcome, response=steps.answer(outcome.error))
+        return outcome
 
     def refuse_unread(
         self,

@@ -3,7 +3,8 @@
 Every referral channel (FHIR over HTTP and pull, HL7 v2 over HTTP and MLLP) hands a received
 message to ``Pipeline.take`` with its ``Steps``: how to translate it and how to answer it.
 The pipeline does the rest, the same way for all: a withdrawal of a held referral is taken
-from its partial record, the record is stored with the answer it will be given, and a
+from its partial record, the record is routed and checked for consent (``Journey``), stored
+with the answer it will be given and where it goes, and a
 message that fails any step is kept raw as rejected (or failed, when the fault is ours) with
 its answer, by ``Pipeline.refuse``, before the answer goes back. Nothing is answered as
 accepted before it is stored.
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidMessage, StoreUnavailable
+from gateway.intake.journey import Journey
 from gateway.mapping.engine import Mapping
+from gateway.metrics_hooks import counted_intake
 from gateway.store.database import Database
 from gateway.store.identity import content_digest
 from gateway.store.messages import KEPT_PREFIX, InboundMessage, answer_given, store_rejected
-from gateway.store.referrals import Apply, OnStored, Stored, store_referral
+from gateway.store.referrals import Apply, Stored, store_referral
 from gateway.withdrawal import is_withdrawal, names_held_referral, withdrawal
 
 __all__ = ["KEPT_PREFIX", "InboundMessage", "InternalFault", "Outcome", "Pipeline", "Steps"]
@@ -67,12 +70,14 @@ class Pipeline:
     """The store, the mappings and the new-version hook, and the one path through them."""
 
     def __init__(
-        self, db: Database, mappings: dict[str, Mapping], on_stored: OnStored | None = None
+        self, db: Database, mappings: dict[str, Mapping], journey: Journey | None = None
     ) -> None:
         self.db = db
         self.mappings = mappings
-        self.on_stored = on_stored
+        # Without one, consent is still honoured: every platform, no webhooks configured.
+        self.journey = journey or Journey()
 
+    @counted_intake
     def take(self, message: InboundMessage, steps: Steps) -> Outcome:
         """Translate, store and answer one message; any failure is kept before it is answered."""
         try:
@@ -83,8 +88,10 @@ class Pipeline:
             return self._fault(message, steps, exc)
         message.response = steps.answer(None)
         try:
+            # A withdrawal stays where the referral is; anything else is routed afresh.
+            placed = None if apply is not None else self.journey.place(record)
             stored = store_referral(
-                self.db, message, record, content_digest(record), self.on_stored, apply
+                self.db, message, record, content_digest(record), self.journey, apply, placed
             )
         except StoreUnavailable as exc:  # not kept: the sender resends later
             return Outcome(None, exc, steps.answer(exc))
@@ -132,7 +139,10 @@ class Pipeline:
     ) -> Outcome:
         """The refusal kept and answered (the earlier answer again for an identical resend)."""
         if steps.replays and status == "rejected":
-            given = answer_given(self.db, message)
+            try:
+                given = answer_given(self.db, message)
+            except StoreUnavailable as exc:  # nothing kept: the sender resends later
+                return Outcome(None, exc, steps.answer(exc))
             if given is not None:
                 return Outcome(None, error, given)
         message.response = steps.answer(error)

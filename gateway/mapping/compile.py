@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway.errors import MappingError
 from gateway.mapping import transforms_person, transforms_v2  # noqa: F401  (registers transforms)
 from gateway.mapping.codemaps import CodeMap
+from gateway.mapping.documents import DocumentSchema, document_schema
 from gateway.mapping.files import LineDict
 from gateway.mapping.layers import Documents, codemaps_of, layers_of
 from gateway.mapping.parse import PathSyntaxError, compile_path
@@ -75,18 +76,23 @@ class Compiled:
     ignore: frozenset[str]
     consumed: dict[str, frozenset[str]]
     require: tuple[str, ...] = ()
+    #: JSON sources: the document schema of the nearest layer that names one.
+    document_schema: DocumentSchema | None = None
 
 
 class _Compiler:
     """Compiles one layered mapping, remembering file and line for every error."""
 
-    def __init__(self, codemaps: dict[str, CodeMap], segments: bool) -> None:
+    def __init__(self, codemaps: dict[str, CodeMap], message_format: str) -> None:
         self.codemaps = codemaps
-        self.segments = segments
+        self.segments = message_format == "hl7v2"
+        self.document = message_format == "json"
 
     def path(self, text: str, file: str, line: int | None, relative: bool = False) -> CompiledPath:
         try:
-            return compile_path(text, relative=relative, segments=self.segments)
+            return compile_path(
+                text, relative=relative, segments=self.segments, document=self.document
+            )
         except PathSyntaxError as exc:
             raise MappingError(f"path: {exc}", file=file, line=line) from None
 
@@ -191,12 +197,12 @@ def compile_source(directory: Path, source: str, documents: Documents | None = N
     if len(formats) > 1:
         file, doc = layers[-1]
         raise MappingError(
-            "a mapping cannot extend a layer of another format (fhir / hl7v2)",
+            "a mapping cannot extend a layer of another format (fhir / hl7v2 / json)",
             file=str(file),
             line=doc.lines.get("extends"),
         )
     message_format = formats.pop()
-    compiler = _Compiler(codemaps_of(documents, layers, source), message_format == "hl7v2")
+    compiler = _Compiler(codemaps_of(documents, layers, source), message_format)
     contexts: dict[str, tuple[Any, str, int | None]] = {}
     rules: dict[str, tuple[Any, str, int | None]] = {}
     ignore: set[str] = set()
@@ -258,7 +264,7 @@ def compile_source(directory: Path, source: str, documents: Documents | None = N
     if not top.get("abstract") and not accepts:
         raise MappingError("a source mapping must say what it accepts", file=str(top_file))
     for kind in accepts or ():
-        if ("^" in kind) != (message_format == "hl7v2"):
+        if _format_of_kind(kind) != message_format:
             raise MappingError(
                 f"accepts {kind!r} does not suit a {message_format} mapping",
                 file=str(top_file),
@@ -277,4 +283,12 @@ def compile_source(directory: Path, source: str, documents: Documents | None = N
         ignore=frozenset(ignore),
         consumed={k: frozenset(v) for k, v in consumed.items()},
         require=tuple(require),
+        document_schema=document_schema(layers, message_format),
     )
+
+
+def _format_of_kind(kind: str) -> str:
+    """The format an ``accepts`` entry belongs to: REF^I12 is HL7 v2, object is JSON."""
+    if "^" in kind:
+        return "hl7v2"
+    return "json" if kind == "object" else "fhir"

@@ -15,6 +15,7 @@ from gateway.mapping.codegen import generate
 from gateway.mapping.compile import ALWAYS_IGNORED, Compiled, compile_source
 from gateway.mapping.interpret import Placement, interpret
 from gateway.mapping.layers import Documents
+from gateway.mapping.parse import DOCUMENT
 from gateway.mapping.reference import run_alternative
 from gateway.mapping.runtime import Env, ResourceIndex
 from gateway.mapping.syntax import CompiledPath
@@ -22,6 +23,8 @@ from gateway.mapping.transforms import MapState
 from gateway.record.model import ReferralRecord
 from gateway.record.schema import validate_record
 
+#: The root of a JSON document in the locations of refusals and diagnostics (JSONPath).
+JSON_ROOT = "$"
 _CONTEXT_REF = re.compile(r"%([A-Za-z_]\w*)")
 _V2_FIELD = re.compile(r"\b([A-Z][A-Z0-9]{2})\.(\d+)")
 #: Top-level sections in the record schema's order, so records read the same for every source.
@@ -41,6 +44,15 @@ class Mapping:
         #: Named collections: their members are read by rules, not bound as one resource.
         self._collections = frozenset(c.name for c in compiled.contexts if c.all)
         self._program = generate(compiled, self._missing, _SECTIONS)
+        #: JSON: where each context's object sits in the document (the same in every one).
+        self._places = (
+            {
+                c.name: self._describe(c.path.text, Env({}, ResourceIndex({})))
+                for c in compiled.contexts
+            }
+            if compiled.format == "json"
+            else {}
+        )
         # Per context: the keys of its resource never reported, as written in the JSON
         # (an element ``x`` and its primitive extension ``_x``).
         self._silent = {name: _keys_of(consumed) for name, consumed in compiled.consumed.items()}
@@ -64,14 +76,21 @@ class Mapping:
         A validation error carries the record as mapped (``partial_record``), so that intake
         can still apply a cancellation that names a held referral and little else.
         """
-        env = Env(root=message, index=ResourceIndex(message))
+        document = self.compiled.format == "json"
+        if document and self.compiled.document_schema is not None:
+            self.compiled.document_schema.validate(message)
+        env = Env(root=message, index=ResourceIndex({} if document else message))
         state = MapState(self.compiled.timezone, describe=lambda t: self._describe(t, env))
         v2 = self.compiled.format == "hl7v2"
         try:
             record = self._program(message, env, state)  # sections in _SECTIONS order
         except InvalidContent as exc:
+            if document:  # the transform named the document's element already
+                raise
             raise self._nhs_number_located(exc, env, v2) from None
-        numbers = identity.nhs_numbers(env, v2)
+        numbers = (
+            self._document_nhs_number(record, env) if document else identity.nhs_numbers(env, v2)
+        )
         identity.check_one_nhs_number(numbers)
         provenance = record.setdefault("provenance", {})
         provenance["source_system"] = self.source
@@ -81,6 +100,8 @@ class Mapping:
             provenance["elements"] = elements
         if v2:
             self._unused_segments(message, state)
+        elif document:
+            self._unused_keys(env, state)
         else:
             self._unused(env, state)
         settle_risks(record)
@@ -109,6 +130,34 @@ class Mapping:
             if where:
                 exc.expression = where
         return exc
+
+    def _document_nhs_number(self, record: dict[str, Any], env: Env) -> list[tuple[str, str]]:
+        """A JSON document's NHS number (checked by its transform) and where it was given."""
+        number = (record.get("person") or {}).get("nhs_number")
+        if not isinstance(number, str):
+            return []
+        return [(self._where("person.nhs_number", env) or "$.person.nhs_number", number)]
+
+    def _unused_keys(self, env: Env, state: MapState) -> None:
+        """Diagnose keys of a JSON document, and of the objects bound to its contexts, that
+        no path reads (``unused-element``, located as ``$.person.pronouns``; ``ignore``
+        names them without the ``$.``)."""
+        consumed = self.compiled.consumed
+        ignore = self.compiled.ignore
+        bound: list[tuple[str, dict[str, Any], frozenset[str]]] = [
+            (JSON_ROOT, env.root, consumed.get(DOCUMENT, frozenset()))
+        ]
+        for name, col in env.contexts.items():
+            if col and name not in self._collections and isinstance(col[0], dict):
+                bound.append((self._places[name], col[0], consumed.get(name, frozenset())))
+        seen: set[str] = set()
+        for where, node, read in bound:
+            for key in node:
+                location = f"{where}.{key}"
+                if key in read or location[2:] in ignore or location in seen:
+                    continue
+                seen.add(location)
+                state.diagnose("unused-element", "element present but not mapped", location)
 
     def _required(self, record: dict[str, Any], quality: list[dict[str, str]], env: Env) -> None:
         """Refuse a record that leaves out an item this source's mapping requires."""
@@ -230,6 +279,9 @@ class Mapping:
         if self.compiled.format == "hl7v2":
             # HL7 locations are written SEG-N (PID-3), not SEG.N.
             return _V2_FIELD.sub(r"\1-\2", first)
+        if self.compiled.format == "json" and not first.startswith(JSON_ROOT):
+            # JSON locations are JSONPath from the document's root: $.person.nhs_number.
+            return f"{JSON_ROOT}.{first}"
         return first
 
     def _located(self, exc: GatewayError, env: Env) -> GatewayError:

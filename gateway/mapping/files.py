@@ -58,14 +58,16 @@ MAPPING_FILE_SCHEMA: dict[str, Any] = {
         "description": {"type": "string"},
         "abstract": {"type": "boolean"},
         "extends": _NAME,
-        "format": {"enum": ["fhir", "hl7v2"]},
+        "format": {"enum": ["fhir", "hl7v2", "json"]},
+        # JSON only: a JSON Schema file beside mapping.yaml that every document must pass.
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*\.json$"},
         "strict": {"type": "boolean"},
         "accepts": {
             "type": "array",
             "minItems": 1,
             "items": {
                 "anyOf": [
-                    {"enum": ["message", "transaction", "batch", "ServiceRequest"]},
+                    {"enum": ["message", "transaction", "batch", "ServiceRequest", "object"]},
                     {"type": "string", "pattern": "^[A-Z0-9]{3}\\^[A-Z0-9]{3}$"},
                 ]
             },
@@ -97,7 +99,8 @@ MAPPING_FILE_SCHEMA: dict[str, Any] = {
         },
         "ignore": {
             "type": "array",
-            "items": {"type": "string", "pattern": r"^[A-Z][A-Za-z0-9]*(\.\w+)?$"},
+            # FHIR ``Type.element``, HL7 v2 ``SEG`` or ``SEG.N``, JSON ``key`` or ``object.key``.
+            "items": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*(\.\w+)*$"},
         },
         # Record items this source's referrals must state (stricter policy as data).
         "require": {

@@ -36,6 +36,9 @@ from gateway.mapping.syntax import (
     Where,
 )
 
+#: What a JSON document's own keys are consumed under (``consumed`` of a top-level path).
+DOCUMENT = "$"
+
 
 class PathSyntaxError(ValueError):
     """The path text is not in the supported FHIRPath subset."""
@@ -72,12 +75,14 @@ def _tokens(text: str) -> tuple[list[tuple[str, str]], list[int]]:
 class _Parser:
     """Recursive-descent parser producing the syntax tree and what the path reads."""
 
-    def __init__(self, text: str, relative: bool, segments: bool) -> None:
+    def __init__(self, text: str, relative: bool, segments: bool, document: bool = False) -> None:
         self.text = text
         self.toks, self.ends = _tokens(text.strip())
         self.pos = 0
         self.relative = relative
         self.segments = segments
+        #: JSON sources: a path starting with an element name reads the document itself.
+        self.document = document
         # HL7 v2 paths name fields and components by number (PID.3.1).
         self.name_kinds: tuple[str, ...] = ("id", "num") if segments else ("id",)
         self.contexts: set[str] = set()
@@ -132,6 +137,11 @@ class _Parser:
             root = MessageRoot()
             steps.append(Element(value))
             context = "@" + value
+        elif kind == "id" and self.document and not self.relative:
+            # JSON: a top-level key of the document (person, referrer, needs...).
+            root = MessageRoot()
+            steps.append(Element(value))
+            self.consumed.add((DOCUMENT, value))
         elif kind == "id" and value[0].isupper() and not self.relative:
             root = TypeRoot(value)
         elif kind in self.name_kinds:
@@ -141,7 +151,7 @@ class _Parser:
             raise PathSyntaxError(f"a path cannot start with {value!r} in {self.text!r}")
         keys: list[str] = [value] if steps else []
         if isinstance(root, MessageRoot):
-            keys = ["@" + value]
+            keys = [("$" if self.document else "@") + value]
         named = False
         while self.peek() == ("op", "."):
             self.take(".")
@@ -248,20 +258,24 @@ class _Parser:
         raise PathSyntaxError(f"expected a literal, got {value!r} in {self.text!r}")
 
 
-def compile_path(text: str, *, relative: bool = False, segments: bool = False) -> CompiledPath:
+def compile_path(
+    text: str, *, relative: bool = False, segments: bool = False, document: bool = False
+) -> CompiledPath:
     """Parse path text; ``relative`` paths start from ``$this`` (inside ``fields``).
 
     With ``segments`` (HL7 v2 sources) a capitalised root names a segment and steps may be
-    field, component and sub-component numbers: ``PID.3.where(5 = 'NH').1``.
+    field, component and sub-component numbers: ``PID.3.where(5 = 'NH').1``. With
+    ``document`` (JSON sources) a top-level path starting with an element name reads that
+    key of the document: ``person.nhs_number``.
     """
     if not isinstance(text, str) or not text.strip():
         raise PathSyntaxError("a path must be a non-empty string")
     # Layers shared by several sources repeat their paths: parse each text once. The tree
     # is immutable; each caller still gets its own CompiledPath object.
-    return replace(_parsed(text, relative, segments))
+    return replace(_parsed(text, relative, segments, document))
 
 
 @lru_cache(maxsize=4096)
-def _parsed(text: str, relative: bool, segments: bool) -> CompiledPath:
+def _parsed(text: str, relative: bool, segments: bool, document: bool) -> CompiledPath:
     """The parsed path (kept for the next identical text)."""
-    return _Parser(text, relative, segments).union()
+    return _Parser(text, relative, segments, document).union()

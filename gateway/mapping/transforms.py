@@ -284,3 +284,13 @@ def any_true(values: list[Any], state: MapState) -> bool | None:
     if len(seen) != len(values):
         state.diagnose("unparsed-boolean", "value is not true or false")
     return any(seen) if seen else None
+
+
+SNOMED_CT = "http://snomed.info/sct"
+
+
+@transform("snomed_concept")
+def snomed_concept(value: Any, state: MapState) -> dict[str, str] | None:
+    """A SNOMED CT concept id sent on its own (JSON sources) as a coding ``{system, code}``."""
+    text = text_of(value)
+    return {"system": SNOMED_CT, "code": text} if text else None

@@ -123,3 +123,11 @@ def what_matters_to_me(values: list[Any], state: MapState) -> str | None:
         if text:
             texts.append(text)
     return "\n\n".join(texts) or None
+
+
+@transform("postcode")
+def postcode(value: Any, state: MapState) -> str | None:
+    """A postcode as written, upper-cased, with runs of spaces made one (``ls9 8ab`` is
+    ``LS9 8AB``)."""
+    text = text_of(value)
+    return " ".join(text.upper().split()) if text else None

@@ -1,4 +1,4 @@
-"""Webhooks: each new record version is POSTed, signed, to every link-worker platform.
+"""Webhooks: each new record version is POSTed, signed, to the platform it is routed to.
 
 The request
     ``POST <platform webhook URL>`` with the record envelope as compact JSON
@@ -7,7 +7,10 @@ The request
     - ``Content-Type: application/json``
     - ``X-Gateway-Delivery``: the outbox item id; the same on every retry of one delivery, so a
       platform de-duplicates on it (or on the envelope's ``id`` and ``version``).
-    - ``X-Gateway-Event: record-version``
+    - ``X-Gateway-Event``: ``record-version`` (the body is the record envelope), or a notice
+      without the record: ``referral-moved`` (an update routed it to another hub) or
+      ``referral-held`` (the gateway now holds it, e.g. consent withdrawn); the notice body is
+      ``{event, id, version, reason}`` (docs/routing.md).
     - ``X-Gateway-Timestamp``: when this attempt was signed, in Unix seconds.
     - ``X-Gateway-Signature: sha256=<hex>``: HMAC-SHA256, keyed with the platform's shared
       secret, over the bytes ``<timestamp> "." <body>`` (the timestamp header's ASCII digits,
@@ -124,7 +127,7 @@ class WebhookDeliverer:
         headers = {
             "Content-Type": "application/json",
             "X-Gateway-Delivery": str(item.id),
-            "X-Gateway-Event": EVENT,
+            "X-Gateway-Event": str(item.payload.get("event", EVENT)),
             "X-Gateway-Timestamp": timestamp,
             "X-Gateway-Signature": f"{SCHEME}={signature(secret, timestamp, body)}",
         }

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.metrics_hooks import delivery_attempt
 from gateway.outbound import queue
 from gateway.outbound.destinations import Retry
 from gateway.store import outbox as outbox_store
@@ -99,7 +100,9 @@ class Worker:
         if item is None:
             return False
         with self._renewing(item):
-            self._record(item, self._deliver(item))
+            result = self._deliver(item)
+            self._record(item, result)
+        delivery_attempt(item.destination, result.status)
         return True
 
     def _deliver(self, item: Claimed) -> _Result:

@@ -14,7 +14,7 @@ from gateway.store.database import Database
 from gateway.store.models import AuditEvent
 
 #: Who can act: an API key's kind, a console user, or the command line.
-ACTOR_KINDS = ("source", "platform", "admin", "viewer", "cli")
+ACTOR_KINDS = ("source", "platform", "admin", "viewer", "cli", "console")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from gateway.store.direct import Sql
 
 FIND_REFERRAL = Sql(
-    "SELECT id, current_version FROM referrals WHERE source = :source"
+    "SELECT id, current_version, hub, held_reason FROM referrals WHERE source = :source"
     " AND referral_identifier = :identifier AND referral_identifier_system = :system"
 )
 FIND_BY_KEY = Sql(
@@ -27,14 +27,16 @@ VERSION = Sql(
 )
 NEW_REFERRAL = Sql(
     """INSERT INTO referrals (id, source, referral_identifier, referral_identifier_system,
-    current_version, status, created_at, updated_at, workflow_status, cancellation_requested)
+    current_version, status, created_at, updated_at, workflow_status, cancellation_requested,
+    hub, held_reason)
     VALUES (:id, :source, :referral_identifier, :system, 1, :status, :now, :now, 'requested',
-    :cancel)""",
+    :cancel, :hub, :held)""",
     dates=("now",),
 )
 NEXT_VERSION = Sql(
     """UPDATE referrals SET current_version = :version, status = :status, updated_at = :now,
-    cancellation_requested = :cancel WHERE id = :id AND current_version = :seen""",
+    cancellation_requested = :cancel, hub = :hub, held_reason = :held
+    WHERE id = :id AND current_version = :seen""",
     dates=("now",),
 )
 NEW_MESSAGE = Sql(
@@ -49,7 +51,7 @@ NEW_MESSAGE = Sql(
 )
 NEW_VERSION = Sql(
     """INSERT INTO record_versions (referral_id, version, content_sha256, status, record,
-    received_at, message_id) VALUES (:referral_id, :version, :content_sha256, :status,
-    :record, :received_at, :message_id)""",
+    received_at, message_id, hub) VALUES (:referral_id, :version, :content_sha256, :status,
+    :record, :received_at, :message_id, :hub)""",
     dates=("received_at",),
 )

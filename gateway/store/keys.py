@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gateway.store.database import Database
 from gateway.store.models import ApiKey
 
-KINDS = ("source", "platform", "admin")
+KINDS = ("source", "platform", "admin", "viewer", "commissioner")
 _CACHE_SECONDS = 30.0
 
 

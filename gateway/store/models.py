@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -73,6 +75,8 @@ class Message(Base):
     control_id: Mapped[str | None] = mapped_column(String(200))
     dedup_key: Mapped[str | None] = mapped_column(String(600))
     response: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The stored message this one ran again (a reprocess, migration 0010).
+    reprocessed_from: Mapped[int | None] = mapped_column(BigId)
 
 
 class Referral(Base):
@@ -219,3 +223,90 @@ class AuditEvent(Base):
     target_id: Mapped[str | None] = mapped_column(String(200))
     address: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class EvidenceReferral(Base):
+    """One referral's facts for the commissioners' measures, kept up by the evidence refresh
+    (gateway/store/evidence.py) from record versions and outcomes (migration 0009)."""
+
+    __tablename__ = "evidence_referrals"
+
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: The calendar month of receipt (UTC), ``2026-11``.
+    month: Mapped[str] = mapped_column(String(7))
+    source: Mapped[str] = mapped_column(String(100))
+    practice: Mapped[str | None] = mapped_column(String(20))
+    #: A digest of the NHS number (the referral's id when it has none): links one person's
+    #: scores across referrals; never exported.
+    person: Mapped[str] = mapped_column(String(32))
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    declined: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    first_contact: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Days from receipt to the first contact (negative when the contact predates receipt).
+    contact_days: Mapped[float | None] = mapped_column(Float)
+
+
+class EvidenceScore(Base):
+    """One wellbeing score from an outcome. ``ordinal`` orders a person's scores: the date,
+    then the outcome's row and the score's place in it (``gateway.store.evidence.ordinal``)."""
+
+    __tablename__ = "evidence_scores"
+
+    ordinal: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    instrument: Mapped[str] = mapped_column(String(100))
+    taken: Mapped[date] = mapped_column(Date)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class EvidenceSeries(Base):
+    """A referral's scores on one instrument, summed up: the first and last (by ordinal) and
+    how many; the measures read these instead of sorting every score."""
+
+    __tablename__ = "evidence_series"
+
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), primary_key=True)
+    instrument: Mapped[str] = mapped_column(String(100), primary_key=True)
+    first_ordinal: Mapped[int] = mapped_column(BigInteger)
+    last_ordinal: Mapped[int] = mapped_column(BigInteger)
+    scores: Mapped[int] = mapped_column(Integer)
+
+
+class EvidencePracticePcn(Base):
+    """The practice to PCN table the measures group by (a copy of the routing file's)."""
+
+    __tablename__ = "evidence_practice_pcns"
+
+    practice: Mapped[str] = mapped_column(String(20), primary_key=True)
+    pcn: Mapped[str] = mapped_column(String(20))
+
+
+class EvidenceCursor(Base):
+    """How far the evidence refresh has read: record_versions.seq, outcomes.id, and the
+    digest of the PCN table copied."""
+
+    __tablename__ = "evidence_cursors"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    digest: Mapped[str | None] = mapped_column(String(64))
+
+
+# The operator console's search (migration 0010): newest first by source, by refused status,
+# by the sender's message id; reprocess attempts; referrals by identifier and held ones.
+Index("ix_messages_source_received", Message.source, Message.received_at)
+Index("ix_messages_refused_received", Message.status, Message.received_at, **_where(NOT_ACCEPTED))
+Index(
+    "ix_messages_sender_id",
+    Message.source_message_id,
+    **_where(text("source_message_id IS NOT NULL")),
+)
+Index(
+    "ix_messages_reprocessed_from",
+    Message.reprocessed_from,
+    **_where(text("reprocessed_from IS NOT NULL")),
+)
+Index("ix_referrals_identifier", Referral.referral_identifier)
+Index("ix_referrals_held", Referral.held_reason, **_where(text("held_reason IS NOT NULL")))

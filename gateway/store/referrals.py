@@ -13,6 +13,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import StoreUnavailable
+from gateway.record.contact import contact_summary
 from gateway.store import intake_sql
 from gateway.store.database import Database
 from gateway.store.direct import Direct
@@ -47,8 +48,30 @@ class Stored:
     repeat: str | None = None
 
 
-#: Called inside the write transaction with each new record version's envelope (webhooks).
-OnStored = Callable[[Connection, dict[str, Any]], None]
+@dataclass(frozen=True)
+class Placed:
+    """Where a version goes: its hub ("*" every platform) and, when held, why (hub kept)."""
+
+    hub: str | None
+    held_reason: str | None = None
+
+    @property
+    def released(self) -> bool:
+        """Whether platforms may see the version: not held, and a hub to see it."""
+        return self.held_reason is None and self.hub is not None
+
+    @property
+    def visible_to(self) -> str | None:
+        """The hub stored on the version: who may read it (None: no platform)."""
+        return self.hub if self.released else None
+
+
+#: Where versions went before routing existed: every platform.
+EVERY_PLATFORM = Placed("*")
+
+#: Called inside the write transaction with each new record version's envelope and where
+#: the referral was before it (None for a new referral): webhooks, notices, write-backs.
+OnStored = Callable[[Connection, dict[str, Any], Placed | None], None]
 
 
 #: Given the held referral's current record (None when none is held), the record to store.
@@ -64,6 +87,7 @@ def store_referral(
     content_sha256: str,
     on_stored: OnStored | None = None,
     apply: Apply | None = None,
+    placed: Placed | None = None,
 ) -> Stored:
     """Store a new referral or a new version; a repeat stores nothing and returns what it made.
 
@@ -80,6 +104,9 @@ def store_referral(
     With ``apply`` (a cancellation or delete that names the referral and little else), the
     record stored is ``apply(current record)``, built inside the write transaction: a version
     stored meanwhile is withdrawn as it is, never overwritten by the one read before.
+
+    ``placed`` is where the new version goes (routing and consent); None keeps where the
+    referral is (a withdrawal), or every platform for a new one.
     """
     key = referral_key(record)
     prepared = None if apply is not None else _rows_of(message, record, content_sha256, key)
@@ -103,9 +130,11 @@ def store_referral(
             rows = _rows_of(message, stored_record, content_digest(stored_record), key)
             if current is not None and referral is not None and current[4] == rows[3]:
                 return _stored_from(sql, current, referral[0], "same-content")
-        stored = _insert(sql, message, referral, rows, stored_record)
+        before = None if referral is None else Placed(referral[2], referral[3])
+        where = placed or before or EVERY_PLATFORM
+        stored = _insert(sql, message, referral, rows, stored_record, where)
         if on_stored is not None:
-            on_stored(conn, _envelope_of(stored, message.source, key))
+            on_stored(conn, _envelope_of(stored, message.source, key, where), before)
         return stored
 
     # The write lock (SQLite) or the feed lock (PostgreSQL) is held from the look to the write,
@@ -131,7 +160,9 @@ def _rows_of(
     return message_row, key, record_status(record), digest, orjson.dumps(record).decode()
 
 
-def _envelope_of(stored: Stored, source: str, key: tuple[str, str]) -> dict[str, Any]:
+def _envelope_of(
+    stored: Stored, source: str, key: tuple[str, str], where: Placed
+) -> dict[str, Any]:
     """The feed envelope of a version just stored (as GET /records/{id} shows it)."""
     identifier, system = key
     return {
@@ -142,6 +173,9 @@ def _envelope_of(stored: Stored, source: str, key: tuple[str, str]) -> dict[str,
         "referral_identifier": identifier,
         "referral_identifier_system": system or None,
         "received_at": stored.received_at.isoformat(),
+        "hub": where.hub,
+        "held_reason": where.held_reason,
+        "contact": contact_summary(stored.record),
         "record": stored.record,
     }
 
@@ -190,7 +224,7 @@ def _repeat(
     )
     if referral is None:
         return None, None, None
-    referral_id, current_version = referral
+    referral_id, current_version = referral[0], referral[1]
     resent = sql.first(
         intake_sql.FIND_RESEND,
         {"source": message.source, "sha": message.sha256, "referral_id": referral_id},
@@ -211,6 +245,7 @@ def _insert(
     referral: tuple[Any, ...] | None,
     rows: _Rows,
     record: dict[str, Any],
+    where: Placed,
 ) -> Stored:
     """Insert the referral (or its next version), the message and the record version."""
     message_row, (identifier, system), status, content_sha256, record_json = rows
@@ -229,10 +264,12 @@ def _insert(
                 "status": status,
                 "now": now,
                 "cancel": cancel,
+                "hub": where.hub,
+                "held": where.held_reason,
             },
         )
     else:
-        referral_id, seen = referral
+        referral_id, seen = referral[0], referral[1]
         version = seen + 1
         moved = sql.execute(
             intake_sql.NEXT_VERSION,
@@ -243,6 +280,8 @@ def _insert(
                 "status": status,
                 "now": now,
                 "cancel": cancel,
+                "hub": where.hub,
+                "held": where.held_reason,
             },
         )
         if moved.rowcount != 1:
@@ -261,6 +300,7 @@ def _insert(
             "record": record_json,
             "received_at": now,
             "message_id": message_id,
+            "hub": where.visible_to,
         },
     )
     return Stored(referral_id, version, True, status, record, now, message.response)

@@ -17,7 +17,12 @@ from gateway.services import services
 from gateway.store.models import Message, RecordVersion, Referral
 from gateway.withdrawal import is_withdrawal
 
-ALL = [f for f in fixtures(FIXTURES) if f.path.suffix in (".json", ".xml")]
+#: FHIR fixtures (JSON documents of community partners go to /community/referrals).
+ALL = [
+    f
+    for f in fixtures(FIXTURES)
+    if f.path.suffix in (".json", ".xml") and f.source not in ("community", "self-referral")
+]
 ENDPOINTS = {
     "message": "/fhir/$process-message",
     "transaction": "/fhir",

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from pki import make_pki
 
 from gateway.hl7v2.mllp_security import AllowList, MllpSecurityError, server_context
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def test_an_empty_allow_list_permits_everyone() -> None:
@@ -39,64 +45,6 @@ def test_an_allow_list_permits_only_its_networks(address: str, permitted: bool) 
 def test_a_bad_entry_is_named() -> None:
     with pytest.raises(MllpSecurityError, match=r"'10\.0\.0\.300' is not an IP address"):
         AllowList.parse(["10.0.0.300"])
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        str(d / "ca.key"),
-        "-out",
-        str(d / "ca.pem"),
-    )
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(d / f"{name}.key"),
-            "-out",
-            str(d / f"{name}.csr"),
-        )
-        ext = d / f"{name}.ext"
-        ext.write_text("subjectAltName=IP:127.0.0.1\n")
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(d / f"{name}.csr"),
-            "-CA",
-            str(d / "ca.pem"),
-            "-CAkey",
-            str(d / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            str(ext),
-            "-out",
-            str(d / f"{name}.pem"),
-        )
-    return d
 
 
 def _serve_once(context: ssl.SSLContext) -> tuple[int, dict[str, object]]:

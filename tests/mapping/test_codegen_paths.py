@@ -68,7 +68,8 @@ def _messages(source: str) -> list[dict[str, Any]]:
     for file in sorted((FIXTURES / source).iterdir()):
         if file.suffix == ".json" and ".record" not in file.name and ".outcome" not in file.name:
             doc = orjson.loads(file.read_bytes())
-            if isinstance(doc, dict) and "resourceType" in doc:
+            json_source = MAPPINGS[source].compiled.format == "json"
+            if isinstance(doc, dict) and ("resourceType" in doc or json_source):
                 out.append(doc)
         elif file.suffix == ".hl7":
             try:
