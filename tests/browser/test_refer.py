@@ -6,12 +6,19 @@ confirmation."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from browser_support import assert_accessible
+from platform_receiver import (
+    SECRET,
+    SECRET_ENV,
+    PlatformReceiver,
+    deliver_all,
+    start_receiver,
+)
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
@@ -32,11 +39,21 @@ Shoot = Callable[[Page, str], Path]
 
 
 @pytest.fixture
-def live_config(tmp_path: Path) -> dict[str, Any]:
-    """Route Leeds postcodes to the test platform."""
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[PlatformReceiver]:
+    """The test platform's webhook receiver."""
+    running = start_receiver()
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def live_config(tmp_path: Path, receiver: PlatformReceiver) -> dict[str, Any]:
+    """Route Leeds postcodes to the test platform, whose webhook is the receiver."""
     routing = tmp_path / "routing.yaml"
     routing.write_text(ROUTING)
-    return {"ROUTING": str(routing)}
+    destinations = receiver.destinations_file(tmp_path, ("test-platform",))
+    return {"ROUTING": str(routing), "DESTINATIONS": str(destinations)}
 
 
 def fill(page: Page) -> None:
@@ -76,7 +93,9 @@ def send_and_confirm(page: Page, live: Live) -> str:
     return reference
 
 
-def test_the_form_with_javascript(page: Page, live: Live, shoot: Shoot) -> None:
+def test_the_form_with_javascript(
+    page: Page, live: Live, shoot: Shoot, receiver: PlatformReceiver
+) -> None:
     page.goto(f"{live.url}/refer")
     expect(page).to_have_title(re.compile("Ask for help from a link worker"))
     assert_accessible(page)
@@ -95,6 +114,18 @@ def test_the_form_with_javascript(page: Page, live: Live, shoot: Shoot) -> None:
     send_and_confirm(page, live)
     assert_accessible(page)
     shoot(page, "confirmation")
+    # Delivered: the gateway's outbox worker posts it, signed, to the routed platform.
+    assert deliver_all(live.app) == 1
+    [got] = receiver.received
+    (referral,) = stored(live)
+    assert (got.path, got.event, got.body["id"], got.signed) == (
+        "/test-platform",
+        "record-version",
+        referral.id,
+        True,
+    )
+    assert got.body["record"]["referral"]["method"] == "self referral"
+    assert got.body["contact"]["may_contact"] == "yes"
 
 
 def test_the_form_without_javascript(no_script_page: Page, live: Live, shoot: Shoot) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import fastjsonschema
 import pytest
+from platform_receiver import SECRET, SECRET_ENV, deliver_all, start_receiver
 from sqlalchemy import func, select
 from support import FIXTURES, Gateway, build_gateway, stored_messages
 
@@ -241,3 +242,30 @@ def test_a_cancellation_of_nothing_held_is_404(gw: Gateway) -> None:
     assert response.status_code == 404
     assert response.json["issue"][0]["expression"] == ["$.reference"]
     assert referral_count(gw) == 0
+
+
+def test_housing_officers_referral_is_delivered_to_the_routed_platform(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = start_receiver()
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(ROUTING)
+    destinations = receiver.destinations_file(tmp_path, ("test-platform", "elsewhere"))
+    gateway = build_gateway(sqlite_url, ROUTING=str(routing), DESTINATIONS=str(destinations))
+    db = services(gateway.app).db
+    gateway.source_keys["community"] = create_key(db, "source", "community", "Leeds Housing")
+    try:
+        record_id = send(gateway, HOUSING.read_bytes()).json["id"]
+        assert deliver_all(gateway.app) == 1
+        [got] = receiver.received
+        assert (got.path, got.event, got.body["id"], got.signed) == (
+            "/test-platform",
+            "record-version",
+            record_id,
+            True,
+        )
+        assert got.body["record"]["referral"]["referrer"]["service"] == "Leeds Housing Trust"
+    finally:
+        receiver.stop()
+        db.dispose()
