@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.message_search import MessageQuery, search  # noqa: E402
 from gateway.store.migrate import upgrade  # noqa: E402
+from gateway.store.refused_numbers import numbers_in  # noqa: E402
 
 SOURCES = ("emis-web", "systmone", "vision", "uk-core", "gp-v2", "hospital-a", "hospital-b")
 #: Migration 0010's indexes: dropped for the baseline.
@@ -46,6 +47,7 @@ CONSOLE_INDEXES = (
     "ix_referrals_identifier",
     "ix_referrals_held",
     "ix_record_versions_nhs_number",
+    "ix_refused_nhs_numbers_number",
 )
 START = datetime(2026, 10, 1, tzinfo=UTC)
 SPAN = timedelta(days=60)
@@ -131,6 +133,15 @@ def fill(path: Path, count: int) -> dict[str, str]:
         "INSERT INTO record_versions (referral_id, version, content_sha256, status, record,"
         " received_at, message_id, hub) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         versions,
+    )
+    conn.executemany(
+        "INSERT INTO refused_nhs_numbers (message_id, nhs_number) VALUES (?, ?)",
+        [
+            (row[0], number)
+            for row in messages
+            if row[9] != "accepted"
+            for number in numbers_in(row[5])
+        ],
     )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")

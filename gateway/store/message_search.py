@@ -4,8 +4,8 @@ Every search is one statement answered from an index (migration 0010): by source
 by refused status and time, by the sender's message id, by a referral's identifier (through
 the versions its messages made), by being held. Pages are keyset pages, newest first, on
 (received_at, id). An NHS number is looked for in the stored records (an expression index on
-the record's person.nhs_number) and in the raw bodies of refused messages (rejected or
-failed: their bodies were never read into a record, so that part reads each refused body);
+the record's person.nhs_number) and among the ten-digit numbers kept from each refused
+message's raw body when it was refused (migration 0011, gateway/store/refused_numbers.py);
 the console keeps it to admins, and audits it.
 """
 
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, exists, func, literal, literal_column, or_, select
+from sqlalchemy import Table, exists, literal_column, or_, select
 
 from gateway.store.database import Database
-from gateway.store.models import Message, RecordVersion, Referral
+from gateway.store.models import Message, RecordVersion, Referral, RefusedNhsNumber
 
 #: The statuses the console filters by; "held" is an accepted message of a held referral.
 STATUSES = ("accepted", "rejected", "failed", "held")
@@ -31,6 +31,7 @@ _VERSIONS = cast(Table, RecordVersion.__table__)
 _M = cast(Any, _MESSAGES.c)
 _R = cast(Any, _REFERRALS.c)
 _V = cast(Any, _VERSIONS.c)
+_N = cast(Any, cast(Table, RefusedNhsNumber.__table__).c)
 _PERSON_SQLITE: Any = literal_column("json_extract(record_versions.record, '$.person.nhs_number')")
 _PERSON_PG: Any = literal_column("((record_versions.record::jsonb) -> 'person' ->> 'nhs_number')")
 _SUMMARY = (
@@ -152,12 +153,11 @@ def _about_person(db: Database, query: MessageQuery) -> Any:
     # The expression of migration 0010's index ix_record_versions_nhs_number, word for word.
     person = _PERSON_PG if db.is_postgres else _PERSON_SQLITE
     in_record = select(_V.message_id).where(person == nhs_number)
-    needle = literal(nhs_number.encode("ascii"))
-    in_body = (
-        func.position(needle.op("IN")(_M.body)) if db.is_postgres else func.instr(_M.body, needle)
-    )
-    refused = select(_M.id).where(
-        _M.status != "accepted", in_body > 0, *_source_and_times(query, _M.source, _M.received_at)
+    # Refused bodies by the numbers kept from them when they were refused (migration 0011).
+    refused = (
+        select(_N.message_id)
+        .join(_MESSAGES, _M.id == _N.message_id)
+        .where(_N.nhs_number == nhs_number, *_source_and_times(query, _M.source, _M.received_at))
     )
     return _M.id.in_(in_record.union_all(refused))
 

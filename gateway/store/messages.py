@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, insert, select
 
 from gateway.store.database import Database
 from gateway.store.models import Message
+from gateway.store.refused_numbers import keep_numbers
 
 #: A body over the size limit is kept only up to this many bytes.
 KEPT_PREFIX = 64 * 1024
@@ -74,9 +75,11 @@ def store_rejected(
     row = message_values(message, status=status, http_status=http_status)
     row["diagnostics"] = orjson.dumps([problem]).decode()
     with db.writing() as conn:
-        return int(
+        message_id = int(
             conn.execute(insert(Message).values(**row).returning(_MESSAGES.c.id)).scalar_one()
         )
+        keep_numbers(conn, message_id, message.body)
+        return message_id
 
 
 def answer_given(db: Database, message: InboundMessage) -> bytes | None:

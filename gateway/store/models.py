@@ -310,3 +310,15 @@ Index(
 )
 Index("ix_referrals_identifier", Referral.referral_identifier)
 Index("ix_referrals_held", Referral.held_reason, **_where(text("held_reason IS NOT NULL")))
+
+
+class RefusedNhsNumber(Base):
+    """A ten-digit number found in a refused message's raw body (migration 0011), so the
+    console's NHS number search is an index look-up, not a scan of every refused body."""
+
+    __tablename__ = "refused_nhs_numbers"
+    __table_args__ = (Index("ix_refused_nhs_numbers_number", "nhs_number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    nhs_number: Mapped[str] = mapped_column(String(10))
