@@ -92,6 +92,23 @@ def schema_name(schema: Any) -> str:
 
 
 @cache
+def _cursor_feed(
+    summary: str, per_page: str, page: tuple[str, str], max_page: int
+) -> dict[str, Any]:
+    """A GET of pages after a cursor (``since``, ``limit``) for a platform key."""
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "parameters": [
+                _query("since", "The cursor from the last page (0 from the start)", 0, 2**62),
+                _query("limit", per_page, 1, max_page),
+            ],
+            "responses": _answers({"200": page}, ("400", "401", "403", "503")),
+        }
+    }
+
+
 def document(max_page: int = 500) -> dict[str, Any]:
     """The OpenAPI document (built once per page size)."""
     spec = APISpec(
@@ -134,19 +151,12 @@ def document(max_page: int = 500) -> dict[str, Any]:
     )
     spec.path(
         "/records",
-        operations={
-            "get": {
-                "summary": "Record versions after a cursor, in commit order (platform key)",
-                "security": key,
-                "parameters": [
-                    _query("since", "The cursor from the last page (0 from the start)", 0, 2**62),
-                    _query("limit", "Versions per page", 1, max_page),
-                ],
-                "responses": _answers(
-                    {"200": ("A page of the feed", "Feed")}, ("400", "401", "403", "503")
-                ),
-            }
-        },
+        operations=_cursor_feed(
+            "Record versions after a cursor, in commit order (platform key)",
+            "Versions per page",
+            ("A page of the feed", "Feed"),
+            max_page,
+        ),
     )
     spec.path(
         "/referrals/{referral_id}/outcomes",
@@ -178,19 +188,12 @@ def document(max_page: int = 500) -> dict[str, Any]:
     )
     spec.path(
         "/outcomes",
-        operations={
-            "get": {
-                "summary": "Outcomes after a cursor for referrals routed to you (platform key)",
-                "security": key,
-                "parameters": [
-                    _query("since", "The cursor from the last page (0 from the start)", 0, 2**62),
-                    _query("limit", "Outcomes per page", 1, max_page),
-                ],
-                "responses": _answers(
-                    {"200": ("A page of outcomes", "OutcomeFeed")}, ("400", "401", "403", "503")
-                ),
-            }
-        },
+        operations=_cursor_feed(
+            "Outcomes after a cursor for referrals routed to you (platform key)",
+            "Outcomes per page",
+            ("A page of outcomes", "OutcomeFeed"),
+            max_page,
+        ),
     )
     spec.path(
         "/evidence/measures",

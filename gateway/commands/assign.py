@@ -7,10 +7,9 @@ import click
 from gateway.commands import database, destinations_or_exit, mappings_or_exit, operator
 from gateway.config import load_config
 from gateway.errors import GatewayError
-from gateway.intake.journey import consent_held, load_journey, release_to_hub
+from gateway.intake.journey import consent_held, load_journey
 from gateway.store.assign import assign_hub
 from gateway.store.audit import record_event
-from gateway.store.referrals import Placed
 
 
 @click.command("assign")
@@ -23,13 +22,7 @@ def assign_command(referral_id: str, hub: str) -> None:
     journey = load_journey(config["ROUTING"], destinations_or_exit(config, mappings))
     db = database()
     try:
-        shown = assign_hub(
-            db,
-            referral_id,
-            hub,
-            lambda reason: consent_held(Placed(None, reason)),
-            release_to_hub(journey),
-        )
+        shown = assign_hub(db, referral_id, hub, consent_held, journey.send_record)
     except GatewayError as exc:
         raise click.ClickException(exc.message) from None
     record_event(db, operator(), "assign", "referral", referral_id, {"hub": hub})

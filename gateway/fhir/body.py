@@ -73,7 +73,7 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
         raise InvalidMessage("The JSON body is nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidMessage(
-            f"The body must be a JSON object holding a resource, not a JSON {_json_kind(value)}",
+            f"The body must be a JSON object holding a resource, not a JSON {json_kind(value)}",
             expression="resourceType",
         )
     escaped = raw.find(b"\\") >= 0  # memchr: most bodies have no escape at all
@@ -185,7 +185,7 @@ def _json_error(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidMessage:
     )
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """Name the JSON kind of a parsed value, for messages."""
     if isinstance(value, list):
         return "array"

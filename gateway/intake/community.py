@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, InvalidMessage, NotSupported, UnsupportedMediaType
+from gateway.fhir.body import json_kind
 from gateway.intake.pipeline import InboundMessage, Pipeline, Steps
 from gateway.mapping.engine import Mapping
 from gateway.store.referrals import Stored
@@ -23,17 +24,6 @@ JSON_MEDIA_TYPE = "application/json"
 BODY = "body"
 #: The one kind of document a JSON mapping accepts (``accepts: [object]``).
 OBJECT = "object"
-
-
-def _kind(value: Any) -> str:
-    """A JSON value's kind, in words."""
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    return "null" if value is None else "number"
 
 
 class _Pairs(list[tuple[str, Any]]):
@@ -99,7 +89,7 @@ def decode_document(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise InvalidMessage(f"the body is not valid JSON: {exc}", expression=BODY) from None
     if not isinstance(value, dict):
         raise NotSupported(
-            f"the body must be one JSON object (a referral), not a JSON {_kind(value)}",
+            f"the body must be one JSON object (a referral), not a JSON {json_kind(value)}",
             expression=BODY,
         )
     try:

@@ -25,20 +25,21 @@ from gateway.outbound.destinations import Destinations
 from gateway.routing.release import CONSENT_REFUSED, release
 from gateway.routing.router import Route, route
 from gateway.routing.rules import RoutingFile, load_routing
+from gateway.store.hubs import EVERY_HUB
 from gateway.store.outbox import enqueue
 from gateway.store.outcomes import reject_for_consent, request_again
 from gateway.store.referrals import Placed
 
 #: The route when no routing file is configured: every platform sees every released record.
-UNROUTED = Route("*", "none", "no routing file: every platform")
+UNROUTED = Route(EVERY_HUB, "none", "no routing file: every platform")
 #: Webhook events besides a record version (X-Gateway-Event; docs/routing.md).
 MOVED = "referral-moved"
 HELD = "referral-held"
 
 
-def consent_held(placed: Placed | None) -> bool:
-    """Whether a placement is a hold because the person declined consent."""
-    return placed is not None and (placed.held_reason or "").startswith(CONSENT_REFUSED)
+def consent_held(held_reason: str | None) -> bool:
+    """Whether a hold's reason is that the person declined consent."""
+    return (held_reason or "").startswith(CONSENT_REFUSED)
 
 
 class Journey:
@@ -59,16 +60,14 @@ class Journey:
     def platforms(self, hub: str | None) -> list[str]:
         """The configured platforms (webhook receivers) that serve ``hub``."""
         configured = self.destinations.platforms if self.destinations is not None else {}
-        if hub == "*":
+        if hub == EVERY_HUB:
             return list(configured)
         return [hub] if hub in configured else []
 
     def __call__(self, conn: Connection, envelope: dict[str, Any], before: Placed | None) -> None:
         """Queue the webhook, the notices and the consent write-back one new version needs."""
         now = Placed(envelope["hub"], envelope["held_reason"])
-        sent = self.platforms(now.hub) if now.released else []
-        for name in sent:
-            self._queue(conn, envelope, name, "record", envelope)
+        sent = self.send_record(conn, envelope) if now.released else []
         if before is not None and before.released and before.hub != now.visible_to:
             notice = {
                 "event": MOVED if now.released else HELD,
@@ -79,10 +78,18 @@ class Journey:
             for name in self.platforms(before.hub):
                 if name not in sent:
                     self._queue(conn, envelope, name, "notice", notice)
-        if consent_held(now) and not consent_held(before):
+        was_consent_hold = before is not None and consent_held(before.held_reason)
+        if consent_held(now.held_reason) and not was_consent_hold:
             reject_for_consent(conn, envelope, now.held_reason or CONSENT_REFUSED, self._writeback)
-        elif consent_held(before) and now.released:
+        elif was_consent_hold and now.released:
             request_again(conn, envelope["id"])
+
+    def send_record(self, conn: Connection, envelope: dict[str, Any]) -> list[str]:
+        """Queue the record webhook of a released version to its hub's platforms; their names."""
+        names = self.platforms(envelope["hub"])
+        for name in names:
+            self._queue(conn, envelope, name, "record", envelope)
+        return names
 
     def _writeback(self, source: str) -> str | None:
         """The outbox kind of ``source``'s write-back, or None when none is configured."""
@@ -108,13 +115,3 @@ def load_journey(routing_file: str, destinations: Destinations) -> Journey:
     """The journey for the configured routing file (none: every platform) and destinations;
     a bad routing file stops start-up, naming the file and line."""
     return Journey(destinations, load_routing(routing_file) if routing_file else None)
-
-
-def release_to_hub(journey: Journey) -> Any:
-    """What an operator's assignment queues: the record webhook to the new hub's platform."""
-
-    def queue(conn: Connection, envelope: dict[str, Any]) -> None:
-        for name in journey.platforms(envelope["hub"]):
-            Journey._queue(conn, envelope, name, "record", envelope)
-
-    return queue

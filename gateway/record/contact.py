@@ -16,20 +16,24 @@ def _section(record: dict[str, Any], *keys: str) -> dict[str, Any]:
     return node if isinstance(node, dict) else {}
 
 
+def may_contact(record: dict[str, Any]) -> bool | None:
+    """What the record says about contacting the person: False, True, or None (not stated)."""
+    value = _section(record, "safeguarding").get("may_contact")
+    return value if isinstance(value, bool) else None
+
+
 def contact_summary(record: dict[str, Any]) -> dict[str, Any]:
     """May the person be contacted (yes, no, not stated), how they prefer, and consent.
 
     Carried at the top of every envelope (webhook, feed, GET /records/{id}) so a platform
     that reads nothing else still sees a "do not contact".
     """
-    raw = _section(record, "safeguarding").get("may_contact")
-    may_contact = raw if isinstance(raw, bool) else None
     contact = _section(record, "person", "contact")
     preferred = contact.get("preferred")
     methods = [m for m in ("phone", "mobile", "email", "sms") if contact.get(m)]
     consent = _section(record, "consent").get("information_sharing")
     return {
-        "may_contact": _MAY_CONTACT[may_contact],
+        "may_contact": _MAY_CONTACT[may_contact(record)],
         "preferred_method": preferred if isinstance(preferred, str) else None,
         "methods_given": methods,
         "consent": consent if isinstance(consent, str) else "not stated",

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.record.contact import may_contact
 from gateway.routing.router import Route
+
+__all__ = ["CONSENT_REFUSED", "Release", "may_contact", "release"]
 
 #: Why a referral is held when the person declined consent (the reason given is appended).
 CONSENT_REFUSED = "the person declined consent to share their information"
@@ -23,13 +26,6 @@ class Release:
     def released(self) -> bool:
         """Whether a platform may receive the referral."""
         return self.held_reason is None
-
-
-def may_contact(record: dict[str, Any]) -> bool | None:
-    """What the record says about contacting the person: False, True, or None (not stated)."""
-    safeguarding = record.get("safeguarding")
-    value = safeguarding.get("may_contact") if isinstance(safeguarding, dict) else None
-    return value if isinstance(value, bool) else None
 
 
 def release(record: dict[str, Any], route: Route) -> Release:

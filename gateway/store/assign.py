@@ -16,7 +16,7 @@ _REFERRALS = cast(Table, Referral.__table__)
 _VERSIONS = cast(Table, RecordVersion.__table__)
 
 #: Given the write connection and the released version's envelope, queue what it needs.
-Release = Callable[[Connection, dict[str, Any]], None]
+Release = Callable[[Connection, dict[str, Any]], object]
 
 
 def assign_hub(

@@ -17,6 +17,7 @@ from gateway.record.contact import contact_summary
 from gateway.store import intake_sql
 from gateway.store.database import Database
 from gateway.store.direct import Direct
+from gateway.store.hubs import EVERY_HUB
 from gateway.store.identity import check_same_referral, content_digest, record_status, referral_key
 from gateway.store.messages import InboundMessage, message_values
 
@@ -67,7 +68,7 @@ class Placed:
 
 
 #: Where versions went before routing existed: every platform.
-EVERY_PLATFORM = Placed("*")
+EVERY_PLATFORM = Placed(EVERY_HUB)
 
 #: Called inside the write transaction with each new record version's envelope and where
 #: the referral was before it (None for a new referral): webhooks, notices, write-backs.
